@@ -1,0 +1,1 @@
+//! CRIU checkpoint archives: streaming reader, image decoding, model.

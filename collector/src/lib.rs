@@ -1,0 +1,14 @@
+//! oci-ftrace-syscall-analyzer: turn what a container really does into a
+//! least-privilege seccomp profile.
+//!
+//! The pipeline reads top to bottom:
+//! [`tracefs`] (kernel I/O) → [`record`] (arm, stop, drain) → [`trace`]
+//! (pure parsing) → [`profile`] (seccomp JSON) and [`checkpoint`] (CRIU
+//! archives) → [`report`] (the only stdout writer).
+
+pub mod checkpoint;
+pub mod profile;
+pub mod record;
+pub mod report;
+pub mod trace;
+pub mod tracefs;
