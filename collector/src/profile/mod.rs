@@ -1,1 +1,12 @@
-//! TODO
+//! Policy: from typed trace records to a seccomp profile.
+//!
+//! [`window`] decides which records count, [`analysis`] aggregates them,
+//! [`names`] maps numbers to seccomp names, and [`seccomp`] writes the JSON.
+
+pub mod analysis;
+pub mod names;
+pub mod seccomp;
+pub mod window;
+
+pub use analysis::{analyze, Analysis, Process};
+pub use window::{find_window, Rule, Window, RUNTIME_MARKERS};

@@ -1,1 +1,1 @@
-//! TODO
+//! Report model rendering (the only module that writes to stdout).

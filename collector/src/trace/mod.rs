@@ -1,1 +1,57 @@
-//! TODO
+//! Pure trace parsing: bytes in, typed events out. No file system, no policy.
+//!
+//! The text form is what tracefs prints in an instance's `trace` file with
+//! the `record-tgid` option on. A malformed line is counted and skipped, so
+//! one bad record never costs the whole trace.
+
+mod text;
+
+pub use text::{parse_line, parse_text, ParseError};
+
+/// One recorded event with its common header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Thread id (tracefs's `common_pid`).
+    pub pid: i32,
+    /// Thread-group (process) id, when `record-tgid` knew it.
+    pub tgid: Option<i32>,
+    /// The command name tracefs printed. It is resolved when the trace is
+    /// read, so it may be a later name of the task; exec events are the
+    /// reliable source.
+    pub comm: String,
+    pub cpu: u32,
+    /// Trace clock timestamp in nanoseconds.
+    pub ts_ns: u64,
+    pub event: Event,
+}
+
+impl Record {
+    /// The process this record belongs to (the thread id if tgid is unknown).
+    pub fn process(&self) -> i32 {
+        self.tgid.unwrap_or(self.pid)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// `raw_syscalls:sys_enter`: syscall number and its six raw arguments.
+    SysEnter { nr: i64, args: [u64; 6] },
+    /// `sched:sched_process_fork`.
+    Fork { parent_pid: i32, child_pid: i32, child_comm: String },
+    /// `sched:sched_process_exec`.
+    Exec { filename: String, pid: i32, old_pid: i32 },
+    /// `sched:sched_process_exit`.
+    Exit { pid: i32, comm: String, group_dead: Option<bool> },
+    /// Any other event, by name; kept so counts stay honest.
+    Other { name: String },
+}
+
+/// A parsed trace: records in file order, plus what could not be parsed.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    pub records: Vec<Record>,
+    /// Lines that looked like records but did not parse.
+    pub malformed: u64,
+    /// The first few parse errors, for the log.
+    pub errors: Vec<ParseError>,
+}

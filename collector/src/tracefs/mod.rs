@@ -1,1 +1,359 @@
-//! TODO
+//! tracefs I/O, and nothing else.
+//!
+//! This is the only module that touches the tracing file system. It finds
+//! (or mounts) tracefs, creates and removes our instances, and writes event,
+//! option and pid settings. Every error names the file and the value.
+//! Pseudo-files are opened for writing without create or truncate, and each
+//! value goes in with a single `write_all`, as the kernel expects.
+
+mod mountinfo;
+
+use std::fs::{self, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+pub use mountinfo::find_tracefs;
+
+/// Every instance we create starts with this, so nothing else's is touched.
+pub const INSTANCE_PREFIX: &str = "oci_ftrace_";
+
+/// Where tracefs is mounted when we have to mount it ourselves.
+pub const DEFAULT_MOUNT: &str = "/sys/kernel/tracing";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("writing {value:?} to {path}: {source}")]
+    Write { path: PathBuf, value: String, source: std::io::Error },
+    #[error("mounting tracefs on {path}: {source}")]
+    Mount { path: PathBuf, source: nix::Error },
+    #[error("creating trace instance {path}: {source}")]
+    Create { path: PathBuf, source: std::io::Error },
+    #[error("trace instance {path} already exists")]
+    Exists { path: PathBuf },
+    #[error("removing trace instance {path}: {source}")]
+    Remove { path: PathBuf, source: std::io::Error },
+    #[error("instance name {name:?} is not ours (must start with {INSTANCE_PREFIX:?}, no '/')")]
+    BadName { name: String },
+    #[error("no such event {system}:{event} under {path}")]
+    NoEvent { system: String, event: String, path: PathBuf },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// A tracefs mount point.
+#[derive(Debug, Clone)]
+pub struct TraceFs {
+    root: PathBuf,
+}
+
+impl TraceFs {
+    /// Uses a tracefs tree at `root` as is (tests point this at a fake tree).
+    pub fn at(root: impl Into<PathBuf>) -> Self {
+        TraceFs { root: root.into() }
+    }
+
+    /// Finds tracefs through `/proc/self/mountinfo`; mounts it on
+    /// [`DEFAULT_MOUNT`] if it is nowhere to be found.
+    pub fn locate_or_mount() -> Result<Self> {
+        let info_path = Path::new("/proc/self/mountinfo");
+        let info = fs::read_to_string(info_path)
+            .map_err(|source| Error::Read { path: info_path.into(), source })?;
+        if let Some(root) = find_tracefs(&info) {
+            return Ok(TraceFs { root });
+        }
+        let path = PathBuf::from(DEFAULT_MOUNT);
+        tracing::info!(path = %path.display(), "tracefs not mounted; mounting it");
+        nix::mount::mount(
+            Some("nodev"),
+            &path,
+            Some("tracefs"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .map_err(|source| Error::Mount { path: path.clone(), source })?;
+        Ok(TraceFs { root: path })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn instances_dir(&self) -> PathBuf {
+        self.root.join("instances")
+    }
+
+    /// Creates `instances/<name>`. Fails if it already exists, so two
+    /// owners never share an instance.
+    pub fn create_instance(&self, name: &str) -> Result<Instance> {
+        check_name(name)?;
+        let path = self.instances_dir().join(name);
+        match fs::create_dir(&path) {
+            Ok(()) => Ok(Instance { name: name.to_string(), path }),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::Exists { path }),
+            Err(source) => Err(Error::Create { path, source }),
+        }
+    }
+
+    /// An existing instance of ours, if it is there.
+    pub fn open_instance(&self, name: &str) -> Result<Option<Instance>> {
+        check_name(name)?;
+        let path = self.instances_dir().join(name);
+        Ok(path.is_dir().then(|| Instance { name: name.to_string(), path }))
+    }
+
+    /// Names of all instances carrying our prefix.
+    pub fn our_instances(&self) -> Result<Vec<String>> {
+        let dir = self.instances_dir();
+        let entries = fs::read_dir(&dir).map_err(|source| Error::Read { path: dir.clone(), source })?;
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| n.starts_with(INSTANCE_PREFIX))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+}
+
+fn check_name(name: &str) -> Result<()> {
+    if !name.starts_with(INSTANCE_PREFIX) || name.contains('/') || name.len() > 200 {
+        return Err(Error::BadName { name: name.to_string() });
+    }
+    Ok(())
+}
+
+/// Per-CPU ring-buffer accounting from `per_cpu/cpuN/stats`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CpuStats {
+    pub cpu: u32,
+    pub entries: u64,
+    pub overrun: u64,
+    pub commit_overrun: u64,
+    pub dropped_events: u64,
+}
+
+impl CpuStats {
+    /// Events the buffer lost on this CPU, for whatever reason.
+    pub fn lost(&self) -> u64 {
+        self.overrun + self.commit_overrun + self.dropped_events
+    }
+
+    /// Parses the `stats` file text; unknown lines are ignored.
+    pub fn parse(cpu: u32, text: &str) -> Self {
+        let mut s = CpuStats { cpu, ..Default::default() };
+        for line in text.lines() {
+            let Some((key, value)) = line.split_once(':') else { continue };
+            let Ok(v) = value.trim().parse::<u64>() else { continue };
+            match key.trim() {
+                "entries" => s.entries = v,
+                "overrun" => s.overrun = v,
+                "commit overrun" => s.commit_overrun = v,
+                "dropped events" => s.dropped_events = v,
+                _ => {}
+            }
+        }
+        s
+    }
+}
+
+/// One of our trace instances. Plain handle: see [`InstanceGuard`] for
+/// removal on every path.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    name: String,
+    path: PathBuf,
+}
+
+impl Instance {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes one value to a file of this instance.
+    pub fn write(&self, rel: &str, value: &str) -> Result<()> {
+        write_value(&self.path.join(rel), value)
+    }
+
+    /// Reads a whole (small) file of this instance.
+    pub fn read_to_string(&self, rel: &str) -> Result<String> {
+        let path = self.path.join(rel);
+        fs::read_to_string(&path).map_err(|source| Error::Read { path, source })
+    }
+
+    pub fn set_option(&self, option: &str, on: bool) -> Result<()> {
+        self.write(&format!("options/{option}"), if on { "1" } else { "0" })
+    }
+
+    pub fn set_buffer_size_kb(&self, kb: u64) -> Result<()> {
+        self.write("buffer_size_kb", &kb.to_string())
+    }
+
+    pub fn set_tracing_on(&self, on: bool) -> Result<()> {
+        self.write("tracing_on", if on { "1" } else { "0" })
+    }
+
+    /// Replaces `set_event_pid` with these pids (one write, space separated).
+    pub fn set_event_pids(&self, pids: &[i32]) -> Result<()> {
+        let value = pids.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" ");
+        self.write("set_event_pid", &value)
+    }
+
+    pub fn event_pids(&self) -> Result<Vec<i32>> {
+        let text = self.read_to_string("set_event_pid")?;
+        Ok(text.split_whitespace().filter_map(|p| p.parse().ok()).collect())
+    }
+
+    /// Enables or disables `events/<system>/<event>`.
+    pub fn set_event(&self, system: &str, event: &str, on: bool) -> Result<()> {
+        let rel = format!("events/{system}/{event}/enable");
+        if !self.path.join(&rel).exists() {
+            return Err(Error::NoEvent {
+                system: system.to_string(),
+                event: event.to_string(),
+                path: self.path.join("events"),
+            });
+        }
+        self.write(&rel, if on { "1" } else { "0" })
+    }
+
+    /// Turns every event of this instance off (truncating `set_event`).
+    pub fn disable_all_events(&self) -> Result<()> {
+        let path = self.path.join("set_event");
+        OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&path)
+            .map(drop)
+            .map_err(|source| Error::Write { path, value: String::new(), source })
+    }
+
+    /// Opens the text `trace` file (a non-consuming, CPU-merged snapshot).
+    pub fn open_trace(&self) -> Result<fs::File> {
+        let path = self.path.join("trace");
+        fs::File::open(&path).map_err(|source| Error::Read { path, source })
+    }
+
+    /// Ring-buffer accounting for every CPU of this instance.
+    pub fn cpu_stats(&self) -> Result<Vec<CpuStats>> {
+        let dir = self.path.join("per_cpu");
+        let entries = fs::read_dir(&dir).map_err(|source| Error::Read { path: dir.clone(), source })?;
+        let mut out = Vec::new();
+        for entry in entries.filter_map(|e| e.ok()) {
+            let name = entry.file_name();
+            let Some(cpu) = name.to_str().and_then(|n| n.strip_prefix("cpu")).and_then(|n| n.parse().ok()) else {
+                continue;
+            };
+            let path = entry.path().join("stats");
+            let mut text = String::new();
+            fs::File::open(&path)
+                .and_then(|mut f| f.read_to_string(&mut text))
+                .map_err(|source| Error::Read { path, source })?;
+            out.push(CpuStats::parse(cpu, &text));
+        }
+        out.sort_by_key(|s| s.cpu);
+        Ok(out)
+    }
+
+    /// Stops recording, turns events off and removes the directory. Each
+    /// step is tried even if an earlier one failed: what counts is that the
+    /// directory is gone.
+    pub fn remove(self) -> Result<()> {
+        for step in [self.set_tracing_on(false), self.disable_all_events(), self.write("set_event_pid", "")] {
+            if let Err(e) = step {
+                tracing::debug!(error = %e, "instance teardown step failed");
+            }
+        }
+        match fs::remove_dir(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(Error::Remove { path: self.path.clone(), source }),
+        }
+    }
+}
+
+/// Removes its instance when dropped, unless [`InstanceGuard::keep`] was
+/// called. Used while arming, so a failure half-way leaks nothing.
+pub struct InstanceGuard {
+    instance: Option<Instance>,
+}
+
+impl InstanceGuard {
+    pub fn new(instance: Instance) -> Self {
+        InstanceGuard { instance: Some(instance) }
+    }
+
+    pub fn instance(&self) -> &Instance {
+        // Only `keep` and `drop` take it out, and both consume the guard.
+        self.instance.as_ref().expect("guard holds its instance until consumed")
+    }
+
+    /// Hands the instance over; it stays armed after the guard is gone.
+    pub fn keep(mut self) -> Instance {
+        self.instance.take().expect("guard holds its instance until consumed")
+    }
+}
+
+impl Drop for InstanceGuard {
+    fn drop(&mut self) {
+        if let Some(instance) = self.instance.take() {
+            let path = instance.path().to_path_buf();
+            if let Err(e) = instance.remove() {
+                tracing::error!(path = %path.display(), error = %e, "could not remove trace instance");
+            }
+        }
+    }
+}
+
+/// Writes a value in place: no create, no truncate, one `write_all`.
+fn write_value(path: &Path, value: &str) -> Result<()> {
+    let err = |source| Error::Write { path: path.to_path_buf(), value: value.to_string(), source };
+    if value.is_empty() {
+        // Files like set_event_pid are cleared by opening with O_TRUNC.
+        return OpenOptions::new().write(true).truncate(true).open(path).map(drop).map_err(err);
+    }
+    let mut f = OpenOptions::new().write(true).open(path).map_err(err)?;
+    f.write_all(value.as_bytes()).map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stats() {
+        let text = "entries: 335\noverrun: 7\ncommit overrun: 1\nbytes: 22628\n\
+                    oldest event ts:   183.633634\nnow ts:   185.036124\ndropped events: 2\nread events: 0\n";
+        let s = CpuStats::parse(1, text);
+        assert_eq!(s, CpuStats { cpu: 1, entries: 335, overrun: 7, commit_overrun: 1, dropped_events: 2 });
+        assert_eq!(s.lost(), 10);
+    }
+
+    #[test]
+    fn refuses_foreign_instance_names() {
+        let fs = TraceFs::at("/nonexistent");
+        assert!(matches!(fs.create_instance("other"), Err(Error::BadName { .. })));
+        assert!(matches!(fs.create_instance("oci_ftrace_../x"), Err(Error::BadName { .. })));
+    }
+
+    #[test]
+    fn guard_removes_instance_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("instances")).unwrap();
+        let tfs = TraceFs::at(dir.path());
+        let inst = tfs.create_instance("oci_ftrace_t1").unwrap();
+        let path = inst.path().to_path_buf();
+        // A fake instance has none of the control files: teardown steps fail
+        // but the directory still goes.
+        drop(InstanceGuard::new(inst));
+        assert!(!path.exists());
+        assert!(matches!(tfs.create_instance("oci_ftrace_t1"), Ok(_)));
+        assert!(matches!(tfs.create_instance("oci_ftrace_t1"), Err(Error::Exists { .. })));
+        assert_eq!(tfs.our_instances().unwrap(), vec!["oci_ftrace_t1".to_string()]);
+    }
+}
