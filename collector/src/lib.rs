@@ -4,9 +4,13 @@
 //! The pipeline reads top to bottom:
 //! [`tracefs`] (kernel I/O) → [`record`] (arm, stop, drain) → [`trace`]
 //! (pure parsing) → [`profile`] (seccomp JSON) and [`checkpoint`] (CRIU
-//! archives) → [`report`] (the only stdout writer).
+//! archives) → [`report`] (the only stdout writer). [`container`] holds the
+//! validated hook input and the state directory; [`lifecycle`] strings the
+//! stages together for the hook's prestart and poststop.
 
 pub mod checkpoint;
+pub mod container;
+pub mod lifecycle;
 pub mod profile;
 pub mod record;
 pub mod report;

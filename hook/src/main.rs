@@ -1,1 +1,206 @@
-fn main() {}
+//! `oci-ftrace-hook`: the OCI runtime hook.
+//!
+//! `prestart` arms a per-container ftrace instance; `poststop` turns what it
+//! recorded into a seccomp profile and removes it. The hook reads and
+//! validates the state on stdin, then calls the library under a time limit.
+//! It fails open by default: its own errors are logged and the container
+//! starts anyway (`--fail-closed` makes them fatal).
+
+use std::fs::OpenOptions;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, ValueEnum};
+use collector::container::{input::MAX_STATE_BYTES, parse_state, StateDir, DEFAULT_STATE_DIR};
+use collector::lifecycle::{self, Settings, TRACE_ANNOTATION};
+use collector::record::{instance_name, ArmConfig, DEFAULT_BUFFER_SIZE_KB};
+use collector::tracefs::TraceFs;
+use tracing_subscriber::prelude::*;
+
+#[derive(Parser, Debug)]
+#[command(name = "oci-ftrace-hook", version, about = "OCI hook: per-container ftrace → seccomp profile")]
+struct Cli {
+    /// Which OCI hook stage this is.
+    stage: Stage,
+    /// Where state.json, seccomp.json, summary.json and hook.log go.
+    #[arg(long, default_value = DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+    /// Per-CPU ring buffer size of the instance, in KiB.
+    #[arg(long, default_value_t = DEFAULT_BUFFER_SIZE_KB, value_parser = clap::value_parser!(u64).range(64..=1_048_576))]
+    buffer_size_kb: u64,
+    /// Exit non-zero on the hook's own errors (default: log and exit 0).
+    #[arg(long)]
+    fail_closed: bool,
+    /// Give up after this long (milliseconds); defaults: prestart 2000,
+    /// poststop 60000.
+    #[arg(long)]
+    timeout_ms: Option<u64>,
+    /// Log filter (tracing EnvFilter syntax).
+    #[arg(long, default_value = "info")]
+    log: String,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum Stage {
+    Prestart,
+    Poststop,
+}
+
+/// The instance this run may leave behind if it is cut short.
+static PENDING: OnceLock<Mutex<Option<String>>> = OnceLock::new();
+static FINISHED: AtomicBool = AtomicBool::new(false);
+
+fn main() -> ExitCode {
+    let fail_closed_requested = std::env::args().any(|a| a == "--fail-closed");
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let first = e.to_string();
+            eprintln!("oci-ftrace-hook: bad arguments: {}", first.lines().next().unwrap_or("").trim_start_matches("error: "));
+            return exit_code(fail_closed_requested);
+        }
+    };
+    init_logging(&cli);
+    let fail_closed = cli.fail_closed;
+    start_guardians(&cli);
+    let result = run(&cli);
+    FINISHED.store(true, Ordering::SeqCst);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(stage = ?cli.stage, "{e:#}");
+            exit_code(fail_closed)
+        }
+    }
+}
+
+fn exit_code(fail_closed: bool) -> ExitCode {
+    if fail_closed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<()> {
+    let stdin = read_stdin()?;
+    let state = parse_state(&stdin)?;
+    let wanted = state.annotations().as_ref().and_then(|a| a.get(TRACE_ANNOTATION)).map(String::as_str);
+    if wanted != Some("true") {
+        tracing::debug!(id = %state.id(), "not annotated {TRACE_ANNOTATION}=true; nothing to do");
+        return Ok(());
+    }
+    if !caps::has_cap(None, caps::CapSet::Effective, caps::Capability::CAP_SYS_ADMIN).unwrap_or(false) {
+        bail!("CAP_SYS_ADMIN is needed to use tracefs; run the hook as root");
+    }
+    if let Some(p) = PENDING.get() {
+        if let Ok(mut slot) = p.lock() {
+            *slot = Some(instance_name(state.id()));
+        }
+    }
+    let settings = Settings {
+        state_dir: StateDir::new(&cli.state_dir),
+        arm: ArmConfig { buffer_size_kb: cli.buffer_size_kb },
+    };
+    match cli.stage {
+        Stage::Prestart => {
+            lifecycle::prestart(&settings, &state).with_context(|| format!("prestart of container {}", state.id()))?;
+        }
+        Stage::Poststop => {
+            let summary = lifecycle::poststop(&settings, &state)
+                .with_context(|| format!("poststop of container {}", state.id()))?;
+            tracing::info!(
+                id = %summary.id,
+                profile = %summary.profile.display(),
+                syscalls = summary.analysis.syscalls.len(),
+                complete = summary.complete,
+                "done"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Reads at most MAX_STATE_BYTES + 1 so an endless stdin cannot grow us.
+fn read_stdin() -> anyhow::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    std::io::stdin()
+        .lock()
+        .take(MAX_STATE_BYTES as u64 + 1)
+        .read_to_end(&mut buf)
+        .context("reading the container state from stdin")?;
+    Ok(buf)
+}
+
+/// A watchdog for the time limit and a waiter for SIGTERM/SIGINT/SIGHUP.
+/// Either removes the pending instance and exits, so the runtime is never
+/// held up and nothing is left armed.
+fn start_guardians(cli: &Cli) {
+    let _ = PENDING.set(Mutex::new(None));
+    let fail_closed = cli.fail_closed;
+    let limit = Duration::from_millis(cli.timeout_ms.unwrap_or(match cli.stage {
+        Stage::Prestart => 2_000,
+        Stage::Poststop => 60_000,
+    }));
+    std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        abandon(&format!("timed out after {} ms", limit.as_millis()), fail_closed);
+    });
+
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        set.add(s);
+    }
+    // Blocked here, before any other thread exists to inherit the default.
+    if set.thread_block().is_ok() {
+        std::thread::spawn(move || {
+            if let Ok(sig) = set.wait() {
+                abandon(&format!("got {sig}"), true);
+            }
+        });
+    }
+}
+
+fn abandon(why: &str, fail_closed: bool) {
+    if FINISHED.load(Ordering::SeqCst) {
+        return;
+    }
+    tracing::error!("{why}; removing this container's trace instance and giving up");
+    let pending = PENDING.get().and_then(|p| p.lock().ok().and_then(|s| s.clone()));
+    if let Some(name) = pending {
+        let removed = TraceFs::locate_or_mount()
+            .and_then(|tfs| tfs.open_instance(&name))
+            .and_then(|inst| inst.map(|i| i.remove()).transpose());
+        if let Err(e) = removed {
+            tracing::error!(instance = %name, error = %e, "could not remove instance");
+        }
+    }
+    std::process::exit(if fail_closed { 1 } else { 0 });
+}
+
+/// Logs go to stderr (the runtime keeps them) and to `<state-dir>/hook.log`.
+fn init_logging(cli: &Cli) {
+    let filter = || tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into());
+    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_filter(filter());
+    let file = std::fs::create_dir_all(&cli.state_dir)
+        .and_then(|()| OpenOptions::new().create(true).append(true).open(cli.state_dir.join("hook.log")))
+        .ok()
+        .map(|f| {
+            tracing_subscriber::fmt::layer()
+                .with_writer(Mutex::new(f))
+                .with_ansi(false)
+                .with_target(false)
+                .with_filter(filter())
+        });
+    let _ = tracing_subscriber::registry().with(stderr).with(file).try_init();
+}

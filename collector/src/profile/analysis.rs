@@ -60,6 +60,9 @@ fn aggregate(records: &[Record], window: &Window) -> Analysis {
     let mut parents: BTreeMap<i32, i32> = BTreeMap::new();
     let mut fork_comms: BTreeMap<i32, String> = BTreeMap::new();
     let mut exes: BTreeMap<i32, String> = BTreeMap::new();
+    // The exit event carries the comm as it was then; the printed comm is
+    // only tracefs's cached guess.
+    let mut exit_comms: BTreeMap<i32, String> = BTreeMap::new();
     for r in records {
         match &r.event {
             Event::Fork { parent_pid, child_pid, child_comm } => {
@@ -68,6 +71,9 @@ fn aggregate(records: &[Record], window: &Window) -> Analysis {
             }
             Event::Exec { filename, .. } => {
                 exes.insert(r.process(), filename.clone());
+            }
+            Event::Exit { pid, comm, .. } if !comm.is_empty() => {
+                exit_comms.insert(*pid, comm.clone());
             }
             _ => {}
         }
@@ -80,9 +86,11 @@ fn aggregate(records: &[Record], window: &Window) -> Analysis {
         let tgid = r.process();
         let p = a.processes.entry(tgid).or_insert_with(|| Process {
             tgid,
-            // The printed comm is the task's latest name (busybox applets
-            // exec /proc/self/exe, so the exec path is a poor name).
-            comm: if r.comm.is_empty() || r.comm == "<...>" {
+            // Busybox applets exec /proc/self/exe, so the exec path is a
+            // poor name; the exit comm is the best one.
+            comm: if let Some(c) = exit_comms.get(&tgid) {
+                c.clone()
+            } else if r.comm.is_empty() || r.comm == "<...>" {
                 exes.get(&tgid)
                     .map(|e| basename(e).to_string())
                     .or_else(|| fork_comms.get(&tgid).cloned())
@@ -137,6 +145,7 @@ mod tests {
             sys(11, 11, Sysno::read.id().into()),
             sys(12, 11, Sysno::write.id().into()), // a thread of 11
             sys(11, 11, 99_999),
+            rec(10, 10, Event::Exit { pid: 10, comm: "cat".into(), group_dead: Some(true) }),
         ];
         let (window, a) = analyze(&recs, 10);
         assert_eq!(window.rule, crate::profile::Rule::FirstEvent);
@@ -146,7 +155,7 @@ mod tests {
         let p11 = &a.processes[&11];
         assert_eq!((p11.comm.as_str(), p11.parent, p11.total), ("sh", Some(10), 3));
         assert_eq!(a.processes[&10].exe.as_deref(), Some("/bin/sh"));
-        assert_eq!(a.processes[&10].comm, "latest");
-        assert_eq!(a.events, EventCounts { total: 8, in_window: 8, syscalls_in_window: 6 });
+        assert_eq!(a.processes[&10].comm, "cat");
+        assert_eq!(a.events, EventCounts { total: 9, in_window: 9, syscalls_in_window: 6 });
     }
 }

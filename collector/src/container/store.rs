@@ -1,0 +1,234 @@
+//! The state directory: one folder per container id, written atomically.
+//!
+//! `<state-dir>/<id>/state.json` is written at prestart, `seccomp.json` and
+//! `summary.json` at poststop. Ids are validated before they become paths,
+//! so a container's data can never steer a write outside its own folder.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::input::validate_id;
+use crate::profile::{Analysis, Rule};
+use crate::tracefs::CpuStats;
+
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/oci-ftrace-syscall-analyzer";
+pub const STATE_FILE: &str = "state.json";
+pub const PROFILE_FILE: &str = "seccomp.json";
+pub const SUMMARY_FILE: &str = "summary.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Id(#[from] super::input::Error),
+    #[error("creating directory {path}: {source}")]
+    CreateDir { path: PathBuf, source: std::io::Error },
+    #[error("writing {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("reading {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not valid: {source}")]
+    Parse { path: PathBuf, source: serde_json::Error },
+    #[error("serialising {path}: {source}")]
+    Serialize { path: PathBuf, source: serde_json::Error },
+    #[error("no recorded container matches {prefix:?} in {dir}")]
+    NotFound { prefix: String, dir: PathBuf },
+    #[error("{prefix:?} matches {} containers in {dir}: {}", .matches.len(), .matches.join(", "))]
+    Ambiguous { prefix: String, dir: PathBuf, matches: Vec<String> },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// What prestart knew about the container (`state.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Recording {
+    pub id: String,
+    /// The OCI state as the runtime gave it.
+    pub oci_state: oci_spec::runtime::State,
+    pub annotations: BTreeMap<String, String>,
+    pub host_pid: i32,
+    /// `/proc/<pid>/stat` start time (clock ticks since boot), to tell a
+    /// reused pid from ours.
+    pub pid_start_ticks: Option<u64>,
+    /// The init task's comm at prestart (e.g. `runc:[2:INIT]`).
+    pub runtime_comm: Option<String>,
+    pub instance: String,
+    pub tracefs: PathBuf,
+    pub buffer_size_kb: u64,
+    pub kernel_release: String,
+    pub arch: String,
+    /// Unix time (seconds) when tracing was armed.
+    pub started_unix: u64,
+    /// Recording could not be armed (the reason); poststop then only notes it.
+    pub not_traced: Option<String>,
+}
+
+/// What poststop made of the recording (`summary.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Summary {
+    pub id: String,
+    pub host_pid: i32,
+    pub rule: Rule,
+    /// The rule in words, as the report shows it.
+    pub rule_text: String,
+    /// False when the profile may miss calls; `incomplete_reasons` says why.
+    pub complete: bool,
+    pub incomplete_reasons: Vec<String>,
+    pub lost_events: u64,
+    pub per_cpu: Vec<CpuStats>,
+    pub malformed_records: u64,
+    #[serde(flatten)]
+    pub analysis: Analysis,
+    pub profile: PathBuf,
+    pub arch: String,
+    pub kernel_release: String,
+    pub started_unix: u64,
+    pub finished_unix: u64,
+}
+
+/// The state directory root.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        StateDir { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `<root>/<id>`, for a validated id.
+    pub fn container_dir(&self, id: &str) -> Result<PathBuf> {
+        validate_id(id)?;
+        Ok(self.root.join(id))
+    }
+
+    /// Creates `<root>/<id>` (and the root) with mode 0700.
+    pub fn create_container_dir(&self, id: &str) -> Result<PathBuf> {
+        let dir = self.container_dir(id)?;
+        create_private_dir(&self.root)?;
+        create_private_dir(&dir)?;
+        Ok(dir)
+    }
+
+    pub fn write_json<T: Serialize>(&self, id: &str, file: &str, value: &T) -> Result<PathBuf> {
+        let path = self.container_dir(id)?.join(file);
+        let mut bytes = serde_json::to_vec_pretty(value)
+            .map_err(|source| Error::Serialize { path: path.clone(), source })?;
+        bytes.push(b'\n');
+        write_atomic(&path, &bytes)?;
+        Ok(path)
+    }
+
+    pub fn read_json<T: for<'de> Deserialize<'de>>(&self, id: &str, file: &str) -> Result<T> {
+        let path = self.container_dir(id)?.join(file);
+        let bytes = fs::read(&path).map_err(|source| Error::Read { path: path.clone(), source })?;
+        serde_json::from_slice(&bytes).map_err(|source| Error::Parse { path, source })
+    }
+
+    /// Ids of every container folder.
+    pub fn ids(&self) -> Result<Vec<String>> {
+        let entries = match fs::read_dir(&self.root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(Error::Read { path: self.root.clone(), source }),
+        };
+        let mut ids: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|id| validate_id(id).is_ok())
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// The one id equal to, or else starting with, `prefix`.
+    pub fn resolve(&self, prefix: &str) -> Result<String> {
+        let ids = self.ids()?;
+        if ids.iter().any(|id| id == prefix) {
+            return Ok(prefix.to_string());
+        }
+        let matches: Vec<String> = ids.into_iter().filter(|id| id.starts_with(prefix)).collect();
+        match matches.len() {
+            0 => Err(Error::NotFound { prefix: prefix.to_string(), dir: self.root.clone() }),
+            1 => Ok(matches.into_iter().next().unwrap_or_default()),
+            _ => Err(Error::Ambiguous { prefix: prefix.to_string(), dir: self.root.clone(), matches }),
+        }
+    }
+}
+
+fn create_private_dir(path: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    match fs::DirBuilder::new().mode(0o700).create(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
+        Err(source) => Err(Error::CreateDir { path: path.to_path_buf(), source }),
+    }
+}
+
+/// Writes `bytes` to a temp file beside `path`, syncs it and renames it
+/// over `path`, so readers see the old file or the new one, never half.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let err = |source| Error::Write { path: path.to_path_buf(), source };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let result = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        // Make the rename itself durable.
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(err)
+}
+
+/// Annotations as a sorted map (the OCI type uses a HashMap).
+pub fn sorted_annotations(map: Option<&HashMap<String, String>>) -> BTreeMap<String, String> {
+    map.map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.json");
+        write_atomic(&path, b"one").unwrap();
+        write_atomic(&path, b"two").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+        // A failed write keeps the old file.
+        let missing = dir.path().join("nope/x.json");
+        assert!(write_atomic(&missing, b"three").is_err());
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+    }
+
+    #[test]
+    fn resolves_ids_and_prefixes() {
+        let dir = tempfile::tempdir().unwrap();
+        let sd = StateDir::new(dir.path());
+        for id in ["abc123", "abd999", "zzz"] {
+            sd.create_container_dir(id).unwrap();
+        }
+        assert_eq!(sd.resolve("abc").unwrap(), "abc123");
+        assert_eq!(sd.resolve("zzz").unwrap(), "zzz");
+        assert!(matches!(sd.resolve("ab"), Err(Error::Ambiguous { .. })));
+        assert!(matches!(sd.resolve("q"), Err(Error::NotFound { .. })));
+        assert!(sd.container_dir("../x").is_err());
+    }
+}
