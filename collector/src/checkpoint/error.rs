@@ -1,0 +1,102 @@
+//! The one error type of the checkpoint reader. Every variant names the
+//! archive (or directory) member it is about, so a one-line message tells the
+//! user which part of a checkpoint is bad.
+
+use std::path::PathBuf;
+
+/// Errors from reading a checkpoint archive and decoding its CRIU images.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot open checkpoint {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: reading archive: {source}")]
+    Archive {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: member {member}: read failed: {source}")]
+    Read {
+        path: PathBuf,
+        member: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: the archive is empty")]
+    Empty { path: PathBuf },
+    #[error("{path}: not a checkpoint archive: no member {missing}{ignored}")]
+    NotCheckpoint {
+        path: PathBuf,
+        missing: &'static str,
+        /// Text listing members that were skipped as unsafe, if any.
+        ignored: String,
+    },
+    #[error("member {member}: {size} bytes is more than the {limit}-byte limit for this kind of member")]
+    MemberTooLarge { member: String, size: u64, limit: u64 },
+    #[error("member {member}: truncated at offset {offset}: needed {needed} more bytes, {available} left")]
+    Truncated {
+        member: String,
+        offset: usize,
+        needed: usize,
+        available: usize,
+    },
+    #[error("member {member}: wrong magic 0x{found:08x} (expected 0x{expected:08x})")]
+    BadMagic { member: String, found: u32, expected: u32 },
+    #[error("member {member}: entry length {len} at offset {offset} is over the {limit}-byte entry limit")]
+    EntryTooLarge {
+        member: String,
+        offset: usize,
+        len: u64,
+        limit: usize,
+    },
+    #[error("member {member}: entry length {len} at offset {offset} runs past the end ({available} bytes left)")]
+    EntryPastEnd {
+        member: String,
+        offset: usize,
+        len: u64,
+        available: usize,
+    },
+    #[error("member {member}: protobuf entry at offset {offset}: {source}")]
+    Decode {
+        member: String,
+        offset: usize,
+        #[source]
+        source: prost::DecodeError,
+    },
+    #[error("member {member}: empty image (no entry)")]
+    NoEntry { member: String },
+    #[error("member {member}: invalid JSON: {source}")]
+    Json {
+        member: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("member {member}: nested tar: {source}")]
+    NestedTar {
+        member: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("member {member}: bad seccomp filter #{index}: {reason}")]
+    Filter {
+        member: String,
+        index: usize,
+        reason: String,
+    },
+    #[error("no process with PID {pid} in checkpoint/pstree.img (PIDs: {known})")]
+    NoSuchPid { pid: u32, known: String },
+    #[error("invalid search pattern: {0}")]
+    Pattern(#[from] regex::Error),
+    #[error("cannot list {path}: {source}")]
+    List {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
