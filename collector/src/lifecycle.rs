@@ -59,7 +59,7 @@ pub fn prestart(settings: &Settings, state: &State) -> Result<Recording> {
     }
 
     let name = instance_name(&id);
-    let (start_ticks, comm, threads) = task_facts(pid);
+    let (start_ticks, comm) = task_facts(pid);
     let recording = Recording {
         id: id.clone(),
         oci_state: state.clone(),
@@ -84,9 +84,9 @@ pub fn prestart(settings: &Settings, state: &State) -> Result<Recording> {
         tracing::warn!(instance = %name, "removing a leftover instance of this container");
         old.remove()?;
     }
-    let mut pids = vec![pid];
-    pids.extend(threads.into_iter().filter(|t| *t != pid));
-    record::arm(&tfs, &name, &pids, &settings.arm)?;
+    // Only the init task: its other threads (e.g. Go's in runc init) exist
+    // before the filter and are not under it.
+    record::arm(&tfs, &name, &[pid], &settings.arm)?;
     tracing::info!(id = %id, pid, instance = %name, "armed");
     Ok(recording)
 }
@@ -218,15 +218,12 @@ pub fn gc(tfs: &TraceFs, state_dir: &StateDir) -> Result<GcReport> {
     Ok(report)
 }
 
-/// Start time (ticks since boot), comm and thread ids of a live task.
-fn task_facts(pid: i32) -> (Option<u64>, Option<String>, Vec<i32>) {
-    let Ok(proc) = procfs::process::Process::new(pid) else { return (None, None, Vec::new()) };
-    let stat = proc.stat().ok();
-    let threads = proc
-        .tasks()
-        .map(|tasks| tasks.filter_map(|t| t.ok()).map(|t| t.tid).collect())
-        .unwrap_or_default();
-    (stat.as_ref().map(|s| s.starttime), stat.map(|s| s.comm), threads)
+/// Start time (ticks since boot) and comm of a live task.
+fn task_facts(pid: i32) -> (Option<u64>, Option<String>) {
+    match procfs::process::Process::new(pid).and_then(|p| p.stat()) {
+        Ok(stat) => (Some(stat.starttime), Some(stat.comm)),
+        Err(_) => (None, None),
+    }
 }
 
 /// True if `pid` is alive and, when `start_ticks` is known, is the same

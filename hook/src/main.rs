@@ -191,7 +191,10 @@ fn abandon(why: &str, fail_closed: bool) {
 /// Logs go to stderr (the runtime keeps them) and to `<state-dir>/hook.log`.
 fn init_logging(cli: &Cli) {
     let filter = || tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into());
-    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_filter(filter());
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false).with_filter(filter());
     let file = std::fs::create_dir_all(&cli.state_dir)
         .and_then(|()| OpenOptions::new().create(true).append(true).open(cli.state_dir.join("hook.log")))
         .ok()

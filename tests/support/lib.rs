@@ -1,1 +1,259 @@
+//! Shared pieces of the end-to-end tests: prerequisites (skip locally, fail
+//! under `CI=true`), a busybox rootfs, the project's hooks.d rendered for the
+//! built hook, a podman runner, and tracefs inspection.
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard};
+
+/// Our instances carry this prefix (collector::tracefs::INSTANCE_PREFIX).
+pub const INSTANCE_PREFIX: &str = "oci_ftrace_";
+pub const TRACE_ANNOTATION: &str = "oci-ftrace-syscall-analyzer/trace=true";
+
+/// Tests touch one kernel and one podman: run them one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false)
+}
+
+/// Checks what the end-to-end tests need. Returns false (after saying why)
+/// when a prerequisite is missing locally; panics under `CI=true`.
+pub fn prerequisites(need_podman: bool) -> bool {
+    let mut missing = Vec::new();
+    if !nix::unistd::Uid::effective().is_root() {
+        missing.push("root".to_string());
+    }
+    if tracefs_root().is_none() {
+        missing.push("a mounted tracefs (run scripts/setup.sh)".to_string());
+    }
+    if need_podman {
+        for tool in ["podman", "runc"] {
+            if which(tool).is_none() {
+                missing.push(format!("{tool} (run scripts/setup.sh)"));
+            }
+        }
+        if !Path::new("/bin/busybox").exists() {
+            missing.push("/bin/busybox (busybox-static)".into());
+        }
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let msg = format!("end-to-end prerequisites missing: {}", missing.join(", "));
+    if in_ci() {
+        panic!("{msg} (CI=true: this is a failure, not a skip)");
+    }
+    eprintln!("SKIPPED: {msg}");
+    false
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(tool))
+        .find(|p| p.is_file())
+}
+
+/// The tracefs mount point, from mountinfo.
+pub fn tracefs_root() -> Option<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|l| {
+        let fields: Vec<&str> = l.split(' ').collect();
+        let dash = fields.iter().position(|f| *f == "-")?;
+        (fields.get(dash + 1) == Some(&"tracefs")).then(|| PathBuf::from(fields[4]))
+    })
+}
+
+/// Names of our instances that exist right now.
+pub fn our_instances() -> Vec<String> {
+    let Some(root) = tracefs_root() else { return Vec::new() };
+    let mut v: Vec<String> = std::fs::read_dir(root.join("instances"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| n.starts_with(INSTANCE_PREFIX))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Fails the test if any instance of ours is left.
+pub fn assert_no_instances(context: &str) {
+    let left = our_instances();
+    if !left.is_empty() {
+        // Clean up so one failure does not slow every later test.
+        if let Some(root) = tracefs_root() {
+            for name in &left {
+                let _ = std::fs::remove_dir(root.join("instances").join(name));
+            }
+        }
+        panic!("{context}: trace instances left behind: {left:?}");
+    }
+}
+
+/// Directory of the built binaries (target/<profile>), next to `deps/`.
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let deps = exe.parent().expect("deps dir");
+    deps.parent().expect("profile dir").to_path_buf()
+}
+
+pub fn hook_bin() -> PathBuf {
+    bin_dir().join("oci-ftrace-hook")
+}
+
+pub fn collector_bin() -> PathBuf {
+    bin_dir().join("collector")
+}
+
+/// A scratch area: a busybox rootfs, hooks.d rendered from the project's
+/// files for the built hook, and a state dir.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new().prefix("oci-ftrace-e2e").tempdir().expect("tempdir");
+        let env = Env { dir };
+        make_rootfs(&env.rootfs());
+        let out = Command::new(collector_bin())
+            .arg("install-hooks")
+            .arg("--hook-path")
+            .arg(hook_bin())
+            .arg("--hooks-dir")
+            .arg(env.hooks_dir())
+            .arg("--state-dir")
+            .arg(env.state_dir())
+            .output()
+            .expect("run collector install-hooks");
+        assert!(out.status.success(), "install-hooks: {}", String::from_utf8_lossy(&out.stderr));
+        env
+    }
+
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.path().join("rootfs")
+    }
+    pub fn hooks_dir(&self) -> PathBuf {
+        self.dir.path().join("hooks.d")
+    }
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+    pub fn container_dir(&self, id: &str) -> PathBuf {
+        self.state_dir().join(id)
+    }
+
+    /// `podman run --rm` of `script` under `sh -c`, with the hooks loaded.
+    pub fn run(&self, annotate: bool, seccomp: Option<&str>, script: &str) -> Run {
+        let cidfile = self.dir.path().join(format!("cid-{}", unique()));
+        let mut cmd = podman();
+        cmd.arg("--hooks-dir").arg(self.hooks_dir()).args(["run", "--rm", "--network", "none"]);
+        cmd.args(["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]);
+        cmd.arg("--cidfile").arg(&cidfile);
+        if annotate {
+            cmd.args(["--annotation", TRACE_ANNOTATION]);
+        }
+        if let Some(s) = seccomp {
+            cmd.arg("--security-opt").arg(format!("seccomp={s}"));
+        }
+        cmd.arg("--rootfs").arg(self.rootfs()).args(["sh", "-c", script]);
+        let output = cmd.output().expect("run podman");
+        let id = std::fs::read_to_string(&cidfile).unwrap_or_default().trim().to_string();
+        Run { id, output }
+    }
+}
+
+impl Drop for Env {
+    /// A failed assertion must not leave a machine-wide tax behind: remove
+    /// the instance of every container this env recorded.
+    fn drop(&mut self) {
+        let (Some(root), Ok(ids)) = (tracefs_root(), std::fs::read_dir(self.state_dir())) else { return };
+        for id in ids.filter_map(|e| e.ok()).filter_map(|e| e.file_name().into_string().ok()) {
+            let inst = root.join("instances").join(format!("{INSTANCE_PREFIX}{id}"));
+            if inst.exists() {
+                eprintln!("cleanup: removing leftover {}", inst.display());
+                let _ = std::fs::remove_dir(&inst);
+            }
+        }
+    }
+}
+
+impl Default for Env {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub struct Run {
+    pub id: String,
+    pub output: Output,
+}
+
+impl Run {
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+    pub fn ok(&self) -> bool {
+        self.output.status.success()
+    }
+}
+
+pub fn podman() -> Command {
+    let mut cmd = Command::new("podman");
+    cmd.args(["--runtime", "runc"]);
+    cmd
+}
+
+fn unique() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+}
+
+/// /bin/busybox plus one symlink per applet, and the files podman expects.
+pub fn make_rootfs(root: &Path) {
+    let bin = root.join("bin");
+    std::fs::create_dir_all(&bin).expect("mkdir rootfs/bin");
+    for d in ["etc", "tmp", "proc", "sys", "dev", "root", "run"] {
+        std::fs::create_dir_all(root.join(d)).expect("mkdir rootfs");
+    }
+    std::fs::copy("/bin/busybox", bin.join("busybox")).expect("copy busybox");
+    let list = Command::new("/bin/busybox").arg("--list").output().expect("busybox --list");
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if applet != "busybox" && !applet.is_empty() {
+            let _ = std::os::unix::fs::symlink("busybox", bin.join(applet));
+        }
+    }
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").expect("passwd");
+    std::fs::write(root.join("etc/group"), "root:x:0:\n").expect("group");
+}
+
+/// Reads a JSON file the hook wrote.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
+}
+
+/// The allowed names of a profile.
+pub fn allowed(profile: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    profile["syscalls"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["action"] == "SCMP_ACT_ALLOW")
+        .flat_map(|r| r["names"].as_array().cloned().unwrap_or_default())
+        .filter_map(|n| n.as_str().map(String::from))
+        .collect()
+}

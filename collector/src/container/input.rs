@@ -10,7 +10,7 @@ pub const MAX_STATE_BYTES: usize = 1 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("container state on stdin is not valid JSON: {0}")]
-    Json(#[source] serde_json::Error),
+    Json(serde_json::Error),
     #[error("container state on stdin is not a JSON object")]
     NotObject,
     #[error("container state on stdin is larger than {MAX_STATE_BYTES} bytes")]

@@ -22,18 +22,18 @@ pub const SUMMARY_FILE: &str = "summary.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{0}")]
+    #[error(transparent)]
     Id(#[from] super::input::Error),
-    #[error("creating directory {path}: {source}")]
-    CreateDir { path: PathBuf, source: std::io::Error },
-    #[error("writing {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
-    #[error("reading {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("{path} is not valid: {source}")]
-    Parse { path: PathBuf, source: serde_json::Error },
-    #[error("serialising {path}: {source}")]
-    Serialize { path: PathBuf, source: serde_json::Error },
+    #[error("creating directory {path}: {cause}")]
+    CreateDir { path: PathBuf, cause: std::io::Error },
+    #[error("writing {path}: {cause}")]
+    Write { path: PathBuf, cause: std::io::Error },
+    #[error("reading {path}: {cause}")]
+    Read { path: PathBuf, cause: std::io::Error },
+    #[error("{path} is not valid: {cause}")]
+    Parse { path: PathBuf, cause: serde_json::Error },
+    #[error("serialising {path}: {cause}")]
+    Serialize { path: PathBuf, cause: serde_json::Error },
     #[error("no recorded container matches {prefix:?} in {dir}")]
     NotFound { prefix: String, dir: PathBuf },
     #[error("{prefix:?} matches {} containers in {dir}: {}", .matches.len(), .matches.join(", "))]
@@ -80,7 +80,6 @@ pub struct Summary {
     pub lost_events: u64,
     pub per_cpu: Vec<CpuStats>,
     pub malformed_records: u64,
-    #[serde(flatten)]
     pub analysis: Analysis,
     pub profile: PathBuf,
     pub arch: String,
@@ -121,7 +120,7 @@ impl StateDir {
     pub fn write_json<T: Serialize>(&self, id: &str, file: &str, value: &T) -> Result<PathBuf> {
         let path = self.container_dir(id)?.join(file);
         let mut bytes = serde_json::to_vec_pretty(value)
-            .map_err(|source| Error::Serialize { path: path.clone(), source })?;
+            .map_err(|cause| Error::Serialize { path: path.clone(), cause })?;
         bytes.push(b'\n');
         write_atomic(&path, &bytes)?;
         Ok(path)
@@ -129,8 +128,8 @@ impl StateDir {
 
     pub fn read_json<T: for<'de> Deserialize<'de>>(&self, id: &str, file: &str) -> Result<T> {
         let path = self.container_dir(id)?.join(file);
-        let bytes = fs::read(&path).map_err(|source| Error::Read { path: path.clone(), source })?;
-        serde_json::from_slice(&bytes).map_err(|source| Error::Parse { path, source })
+        let bytes = fs::read(&path).map_err(|cause| Error::Read { path: path.clone(), cause })?;
+        serde_json::from_slice(&bytes).map_err(|cause| Error::Parse { path, cause })
     }
 
     /// Ids of every container folder.
@@ -138,7 +137,7 @@ impl StateDir {
         let entries = match fs::read_dir(&self.root) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => return Err(Error::Read { path: self.root.clone(), source }),
+            Err(cause) => return Err(Error::Read { path: self.root.clone(), cause }),
         };
         let mut ids: Vec<String> = entries
             .filter_map(|e| e.ok())
@@ -170,14 +169,14 @@ fn create_private_dir(path: &Path) -> Result<()> {
     match fs::DirBuilder::new().mode(0o700).create(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
-        Err(source) => Err(Error::CreateDir { path: path.to_path_buf(), source }),
+        Err(cause) => Err(Error::CreateDir { path: path.to_path_buf(), cause }),
     }
 }
 
 /// Writes `bytes` to a temp file beside `path`, syncs it and renames it
 /// over `path`, so readers see the old file or the new one, never half.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let err = |source| Error::Write { path: path.to_path_buf(), source };
+    let err = |cause| Error::Write { path: path.to_path_buf(), cause };
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));

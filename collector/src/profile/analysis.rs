@@ -80,7 +80,19 @@ fn aggregate(records: &[Record], window: &Window) -> Analysis {
     }
     let in_window = records.get(window.start..).unwrap_or(&[]);
     a.events.in_window = in_window.len() as u64;
+    // Only tasks under the filter count: the task that installed it (or
+    // would have) and whatever it forks from then on. A thread that existed
+    // before the install is not filtered (no TSYNC), so its calls stay out.
+    let mut filtered: Option<std::collections::BTreeSet<i32>> = window.opener.map(|pid| [pid].into());
     for r in in_window {
+        if let (Some(set), Event::Fork { parent_pid, child_pid, .. }) = (filtered.as_mut(), &r.event) {
+            if set.contains(parent_pid) || set.contains(&r.pid) {
+                set.insert(*child_pid);
+            }
+        }
+        if filtered.as_ref().is_some_and(|set| !set.contains(&r.pid)) {
+            continue;
+        }
         let Event::SysEnter { nr, .. } = r.event else { continue };
         a.events.syscalls_in_window += 1;
         let tgid = r.process();
@@ -157,5 +169,24 @@ mod tests {
         assert_eq!(a.processes[&10].exe.as_deref(), Some("/bin/sh"));
         assert_eq!(a.processes[&10].comm, "cat");
         assert_eq!(a.events, EventCounts { total: 9, in_window: 9, syscalls_in_window: 6 });
+    }
+
+    #[test]
+    fn only_tasks_under_the_filter_count() {
+        let install = Event::SysEnter { nr: Sysno::prctl.id().into(), args: [22, 2, 0, 0, 0, 0] };
+        let recs = vec![
+            rec(10, 10, Event::Fork { parent_pid: 10, child_pid: 20, child_comm: "old".into() }),
+            rec(10, 10, install),
+            sys(20, 10, Sysno::epoll_pwait.id().into()), // thread from before the install
+            sys(10, 10, Sysno::capset.id().into()),
+            rec(10, 10, Event::Fork { parent_pid: 10, child_pid: 30, child_comm: "new".into() }),
+            sys(30, 30, Sysno::wait4.id().into()),
+            rec(30, 30, Event::Fork { parent_pid: 30, child_pid: 31, child_comm: "grandchild".into() }),
+            sys(31, 31, Sysno::getpid.id().into()),
+        ];
+        let (window, a) = analyze(&recs, 10);
+        assert_eq!(window.opener, Some(10));
+        let names: Vec<&str> = a.syscalls.keys().map(String::as_str).collect();
+        assert_eq!(names, ["capset", "getpid", "wait4"]);
     }
 }

@@ -15,9 +15,9 @@ pub const DEFAULT_ERRNO: u32 = 1;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("building the seccomp profile: {0}")]
-    Build(#[from] oci_spec::OciSpecError),
+    Build(oci_spec::OciSpecError),
     #[error("serialising the seccomp profile: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(serde_json::Error),
 }
 
 /// Builds the profile that allows exactly `names`.
@@ -30,15 +30,15 @@ pub fn build(names: &BTreeSet<String>) -> Result<LinuxSeccomp, Error> {
         let rule = LinuxSyscallBuilder::default()
             .names(names.iter().cloned().collect::<Vec<_>>())
             .action(LinuxSeccompAction::ScmpActAllow)
-            .build()?;
+            .build().map_err(Error::Build)?;
         builder = builder.syscalls(vec![rule]);
     }
-    Ok(builder.build()?)
+    builder.build().map_err(Error::Build)
 }
 
 /// Pretty JSON with a trailing newline; stable for equal inputs.
 pub fn to_json(profile: &LinuxSeccomp) -> Result<String, Error> {
-    let mut text = serde_json::to_string_pretty(profile)?;
+    let mut text = serde_json::to_string_pretty(profile).map_err(Error::Json)?;
     text.push('\n');
     Ok(text)
 }

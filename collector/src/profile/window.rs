@@ -70,6 +70,9 @@ pub struct Window {
     pub rule: Rule,
     /// Index of the first record inside the window.
     pub start: usize,
+    /// The task that opened it (installed the filter, or made the marker
+    /// call); `None` when the window is the whole trace.
+    pub opener: Option<i32>,
 }
 
 /// Finds the window in time-ordered `records` of a container whose init
@@ -87,7 +90,7 @@ pub fn find_window(records: &[Record], init_pid: i32) -> Window {
             Event::SysEnter { nr, args } => {
                 if let Some(call) = filter_install(*nr, args) {
                     let rule = Rule::FilterInstall { call: call.to_string(), pid: r.pid, ts_ns: r.ts_ns };
-                    return Window { rule, start: i + 1 };
+                    return Window { rule, start: i + 1, opener: Some(r.pid) };
                 }
                 if marker.is_none() {
                     if let Some(m) = RUNTIME_MARKERS
@@ -110,8 +113,9 @@ pub fn find_window(records: &[Record], init_pid: i32) -> Window {
                 ts_ns: r.ts_ns,
             },
             start: i + 1,
+            opener: Some(r.pid),
         },
-        None => Window { rule: Rule::FirstEvent, start: 0 },
+        None => Window { rule: Rule::FirstEvent, start: 0, opener: None },
     }
 }
 
@@ -185,6 +189,6 @@ mod tests {
             call(10, 2, Sysno::prctl, [PR_SET_SECCOMP, 1, 0, 0, 0, 0]), // strict mode, not a filter
             call(10, 3, Sysno::read, [0; 6]),
         ];
-        assert_eq!(find_window(&recs, 10), Window { rule: Rule::FirstEvent, start: 0 });
+        assert_eq!(find_window(&recs, 10), Window { rule: Rule::FirstEvent, start: 0, opener: None });
     }
 }

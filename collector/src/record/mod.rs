@@ -25,8 +25,8 @@ pub const PROCESS_EVENTS: &[(&str, &str)] =
 pub enum Error {
     #[error(transparent)]
     TraceFs(#[from] crate::tracefs::Error),
-    #[error("reading the trace of instance {name}: {source}")]
-    ReadTrace { name: String, source: std::io::Error },
+    #[error("reading the trace of instance {name}: {cause}")]
+    ReadTrace { name: String, cause: std::io::Error },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -86,6 +86,6 @@ pub fn drain(inst: &Instance) -> Result<Drained> {
     let stats = inst.cpu_stats()?;
     let file = inst.open_trace()?;
     let parsed = parse_text(BufReader::with_capacity(1 << 20, file))
-        .map_err(|source| Error::ReadTrace { name: inst.name().to_string(), source })?;
+        .map_err(|cause| Error::ReadTrace { name: inst.name().to_string(), cause })?;
     Ok(Drained { parsed, stats })
 }

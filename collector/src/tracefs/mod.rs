@@ -22,18 +22,18 @@ pub const DEFAULT_MOUNT: &str = "/sys/kernel/tracing";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("reading {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("writing {value:?} to {path}: {source}")]
-    Write { path: PathBuf, value: String, source: std::io::Error },
-    #[error("mounting tracefs on {path}: {source}")]
-    Mount { path: PathBuf, source: nix::Error },
-    #[error("creating trace instance {path}: {source}")]
-    Create { path: PathBuf, source: std::io::Error },
+    #[error("reading {path}: {cause}")]
+    Read { path: PathBuf, cause: std::io::Error },
+    #[error("writing {value:?} to {path}: {cause}")]
+    Write { path: PathBuf, value: String, cause: std::io::Error },
+    #[error("mounting tracefs on {path}: {cause}")]
+    Mount { path: PathBuf, cause: nix::Error },
+    #[error("creating trace instance {path}: {cause}")]
+    Create { path: PathBuf, cause: std::io::Error },
     #[error("trace instance {path} already exists")]
     Exists { path: PathBuf },
-    #[error("removing trace instance {path}: {source}")]
-    Remove { path: PathBuf, source: std::io::Error },
+    #[error("removing trace instance {path}: {cause}")]
+    Remove { path: PathBuf, cause: std::io::Error },
     #[error("instance name {name:?} is not ours (must start with {INSTANCE_PREFIX:?}, no '/')")]
     BadName { name: String },
     #[error("no such event {system}:{event} under {path}")]
@@ -59,7 +59,7 @@ impl TraceFs {
     pub fn locate_or_mount() -> Result<Self> {
         let info_path = Path::new("/proc/self/mountinfo");
         let info = fs::read_to_string(info_path)
-            .map_err(|source| Error::Read { path: info_path.into(), source })?;
+            .map_err(|cause| Error::Read { path: info_path.into(), cause })?;
         if let Some(root) = find_tracefs(&info) {
             return Ok(TraceFs { root });
         }
@@ -72,7 +72,7 @@ impl TraceFs {
             nix::mount::MsFlags::empty(),
             None::<&str>,
         )
-        .map_err(|source| Error::Mount { path: path.clone(), source })?;
+        .map_err(|cause| Error::Mount { path: path.clone(), cause })?;
         Ok(TraceFs { root: path })
     }
 
@@ -92,7 +92,7 @@ impl TraceFs {
         match fs::create_dir(&path) {
             Ok(()) => Ok(Instance { name: name.to_string(), path }),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::Exists { path }),
-            Err(source) => Err(Error::Create { path, source }),
+            Err(cause) => Err(Error::Create { path, cause }),
         }
     }
 
@@ -106,7 +106,7 @@ impl TraceFs {
     /// Names of all instances carrying our prefix.
     pub fn our_instances(&self) -> Result<Vec<String>> {
         let dir = self.instances_dir();
-        let entries = fs::read_dir(&dir).map_err(|source| Error::Read { path: dir.clone(), source })?;
+        let entries = fs::read_dir(&dir).map_err(|cause| Error::Read { path: dir.clone(), cause })?;
         let mut names: Vec<String> = entries
             .filter_map(|e| e.ok())
             .filter_map(|e| e.file_name().into_string().ok())
@@ -183,7 +183,7 @@ impl Instance {
     /// Reads a whole (small) file of this instance.
     pub fn read_to_string(&self, rel: &str) -> Result<String> {
         let path = self.path.join(rel);
-        fs::read_to_string(&path).map_err(|source| Error::Read { path, source })
+        fs::read_to_string(&path).map_err(|cause| Error::Read { path, cause })
     }
 
     pub fn set_option(&self, option: &str, on: bool) -> Result<()> {
@@ -230,19 +230,19 @@ impl Instance {
             .truncate(true)
             .open(&path)
             .map(drop)
-            .map_err(|source| Error::Write { path, value: String::new(), source })
+            .map_err(|cause| Error::Write { path, value: String::new(), cause })
     }
 
     /// Opens the text `trace` file (a non-consuming, CPU-merged snapshot).
     pub fn open_trace(&self) -> Result<fs::File> {
         let path = self.path.join("trace");
-        fs::File::open(&path).map_err(|source| Error::Read { path, source })
+        fs::File::open(&path).map_err(|cause| Error::Read { path, cause })
     }
 
     /// Ring-buffer accounting for every CPU of this instance.
     pub fn cpu_stats(&self) -> Result<Vec<CpuStats>> {
         let dir = self.path.join("per_cpu");
-        let entries = fs::read_dir(&dir).map_err(|source| Error::Read { path: dir.clone(), source })?;
+        let entries = fs::read_dir(&dir).map_err(|cause| Error::Read { path: dir.clone(), cause })?;
         let mut out = Vec::new();
         for entry in entries.filter_map(|e| e.ok()) {
             let name = entry.file_name();
@@ -253,7 +253,7 @@ impl Instance {
             let mut text = String::new();
             fs::File::open(&path)
                 .and_then(|mut f| f.read_to_string(&mut text))
-                .map_err(|source| Error::Read { path, source })?;
+                .map_err(|cause| Error::Read { path, cause })?;
             out.push(CpuStats::parse(cpu, &text));
         }
         out.sort_by_key(|s| s.cpu);
@@ -272,7 +272,7 @@ impl Instance {
         match fs::remove_dir(&self.path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(Error::Remove { path: self.path.clone(), source }),
+            Err(cause) => Err(Error::Remove { path: self.path.clone(), cause }),
         }
     }
 }
@@ -312,7 +312,7 @@ impl Drop for InstanceGuard {
 
 /// Writes a value in place: no create, no truncate, one `write_all`.
 fn write_value(path: &Path, value: &str) -> Result<()> {
-    let err = |source| Error::Write { path: path.to_path_buf(), value: value.to_string(), source };
+    let err = |cause| Error::Write { path: path.to_path_buf(), value: value.to_string(), cause };
     if value.is_empty() {
         // Files like set_event_pid are cleared by opening with O_TRUNC.
         return OpenOptions::new().write(true).truncate(true).open(path).map(drop).map_err(err);

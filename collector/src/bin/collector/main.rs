@@ -2,6 +2,9 @@
 //! subcommand; each turns raw arguments into settings and calls the library.
 
 mod checkpoint;
+mod gc;
+mod install;
+mod report;
 
 use std::process::ExitCode;
 
@@ -19,6 +22,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Show what a traced container did and where its profile is.
+    Report(report::Args),
+    /// Remove trace instances whose container is gone.
+    Gc(gc::Args),
+    /// Write the oci-hooks(5) files for an installed hook binary.
+    InstallHooks(install::Args),
     /// Read Kubernetes / CRI-O / Podman checkpoint archives.
     Checkpoint(checkpoint::Args),
 }
@@ -27,6 +36,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log);
     let result = match cli.command {
+        Command::Report(args) => report::run(args),
+        Command::Gc(args) => gc::run(args),
+        Command::InstallHooks(args) => install::run(args),
         Command::Checkpoint(args) => checkpoint::run(args),
     };
     match result {

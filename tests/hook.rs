@@ -1,0 +1,158 @@
+//! The hook binary driven directly, the way a runtime calls it: state JSON on
+//! stdin, for a real process on this kernel. No podman needed.
+
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use e2e::*;
+
+fn hook(env: &Env, stage: &str, stdin: &str, extra: &[&str]) -> (std::process::Output, Duration) {
+    let start = Instant::now();
+    let mut child = Command::new(hook_bin())
+        .arg(stage)
+        .arg("--state-dir")
+        .arg(env.state_dir())
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn hook");
+    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write state");
+    let out = child.wait_with_output().expect("hook output");
+    (out, start.elapsed())
+}
+
+fn state(id: &str, status: &str, pid: Option<u32>, annotate: bool) -> String {
+    let mut v = serde_json::json!({"ociVersion": "1.0.2", "id": id, "status": status, "bundle": "/tmp"});
+    if let Some(pid) = pid {
+        v["pid"] = pid.into();
+    }
+    if annotate {
+        v["annotations"] = serde_json::json!({"oci-ftrace-syscall-analyzer/trace": "true"});
+    }
+    v.to_string()
+}
+
+fn sleeper() -> Child {
+    Command::new("sleep").arg("30").spawn().expect("spawn sleep")
+}
+
+fn stop(mut child: Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn prestart_arms_quickly_and_poststop_cleans_up() {
+    if !prerequisites(false) {
+        return;
+    }
+    let _g = serial();
+    let env = Env::new();
+    let task = sleeper();
+    let pid = task.id();
+    let id = "hooktest-arm";
+    let (out, took) = hook(&env, "prestart", &state(id, "creating", Some(pid), true), &["--buffer-size-kb", "1024"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Debug build and a cold cache still arm well under a second.
+    assert!(took < Duration::from_millis(1000), "prestart took {took:?}");
+
+    let root = tracefs_root().expect("tracefs");
+    let inst = root.join("instances").join(format!("{INSTANCE_PREFIX}{id}"));
+    let read = |rel: &str| std::fs::read_to_string(inst.join(rel)).unwrap_or_default();
+    assert!(read("set_event_pid").split_whitespace().any(|p| p == pid.to_string()));
+    assert_eq!(read("options/event-fork").trim(), "1");
+    assert_eq!(read("events/raw_syscalls/sys_enter/enable").trim(), "1");
+    assert_eq!(read("events/sched/sched_process_exec/enable").trim(), "1");
+    // The kernel rounds the size up to whole pages.
+    let kb: u64 = read("buffer_size_kb").trim().parse().unwrap_or(0);
+    assert!((1024..1100).contains(&kb), "buffer_size_kb {kb}");
+    let st = read_json(&env.container_dir(id).join("state.json"));
+    assert_eq!(st["host_pid"], pid);
+    assert_eq!(st["instance"], format!("{INSTANCE_PREFIX}{id}"));
+    assert!(st["kernel_release"].as_str().is_some_and(|k| !k.is_empty()));
+
+    stop(task);
+    let (out, _) = hook(&env, "poststop", &state(id, "stopped", None, true), &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!inst.exists(), "poststop left the instance");
+    let summary = read_json(&env.container_dir(id).join("summary.json"));
+    // A plain process has no runtime: the window opens at the first event,
+    // and the summary says so.
+    assert_eq!(summary["rule"]["kind"], "first-event");
+    assert_eq!(summary["complete"], false);
+    assert!(env.container_dir(id).join("seccomp.json").exists());
+    assert_no_instances("after poststop");
+}
+
+#[test]
+fn bad_input_gets_one_line_and_no_panic() {
+    if !prerequisites(false) {
+        return;
+    }
+    let _g = serial();
+    let env = Env::new();
+    for (input, want) in [
+        ("not json", "not valid JSON"),
+        ("[1,2]", "not a JSON object"),
+        (r#"{"id":"../../etc","pid":1,"annotations":{"oci-ftrace-syscall-analyzer/trace":"true"}}"#, "outside [A-Za-z0-9_.-]"),
+        (r#"{"id":"x","pid":2147483647,"annotations":{"oci-ftrace-syscall-analyzer/trace":"true"}}"#, "not alive"),
+    ] {
+        // Fails open by default: exit 0, the error logged.
+        let (out, _) = hook(&env, "prestart", input, &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{input}: {err}");
+        assert!(err.contains(want), "{input}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{input}: one line expected: {err}");
+        assert!(!err.contains("panicked"));
+        // --fail-closed makes it fatal.
+        let (out, _) = hook(&env, "prestart", input, &["--fail-closed"]);
+        assert_eq!(out.status.code(), Some(1), "{input}");
+    }
+    assert!(!env.state_dir().join("..").join("etc").join("state.json").exists());
+    assert_no_instances("after bad input");
+}
+
+#[test]
+fn unannotated_state_is_ignored() {
+    if !prerequisites(false) {
+        return;
+    }
+    let _g = serial();
+    let env = Env::new();
+    let task = sleeper();
+    let (out, _) = hook(&env, "prestart", &state("hooktest-plain", "creating", Some(task.id()), false), &[]);
+    stop(task);
+    assert!(out.status.success());
+    assert!(!env.container_dir("hooktest-plain").exists());
+    assert_no_instances("after an unannotated prestart");
+}
+
+#[test]
+fn gc_finishes_and_removes_instances_of_dead_containers() {
+    if !prerequisites(false) {
+        return;
+    }
+    let _g = serial();
+    let env = Env::new();
+    let task = sleeper();
+    let id = "hooktest-gc";
+    let (out, _) = hook(&env, "prestart", &state(id, "creating", Some(task.id()), true), &["--buffer-size-kb", "256"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(our_instances(), vec![format!("{INSTANCE_PREFIX}{id}")]);
+
+    // Alive: gc keeps it.
+    let gc = || Command::new(collector_bin()).arg("gc").arg("--state-dir").arg(env.state_dir()).output().expect("gc");
+    assert!(gc().status.success());
+    assert_eq!(our_instances().len(), 1, "gc removed a live container's instance");
+
+    // Dead without poststop (as when CRI-O has not removed it yet): gc
+    // keeps the recording as a profile and removes the instance.
+    stop(task);
+    let out = gc();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_no_instances("after gc");
+    assert!(env.container_dir(id).join("summary.json").exists(), "gc lost the recording");
+}
