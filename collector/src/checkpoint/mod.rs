@@ -145,7 +145,7 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Checkpoint> {
         problems,
     };
 
-    decode_images(&mut ckpt, &images)?;
+    decode_images(&mut ckpt, &images, &meta)?;
     decode_metadata(&mut ckpt, &meta, inventory_mtime);
     for p in &ckpt.problems {
         tracing::warn!(problem = %p, "checkpoint decoded with a problem");
@@ -171,7 +171,11 @@ fn soft<T>(problems: &mut Vec<String>, r: Result<T>) -> Option<T> {
     }
 }
 
-fn decode_images(ckpt: &mut Checkpoint, images: &BTreeMap<String, Vec<u8>>) -> Result<()> {
+fn decode_images(
+    ckpt: &mut Checkpoint,
+    images: &BTreeMap<String, Vec<u8>>,
+    meta: &BTreeMap<String, Vec<u8>>,
+) -> Result<()> {
     let get = |name: &str| images.get(name).map(Vec::as_slice);
     let mut problems = std::mem::take(&mut ckpt.problems);
 
@@ -369,6 +373,9 @@ fn decode_images(ckpt: &mut Checkpoint, images: &BTreeMap<String, Vec<u8>>) -> R
     if let Some(d) = get("stats-dump") {
         ckpt.stats = soft(&mut problems, decode_stats(&member_name("stats-dump"), d)).flatten();
     }
+    if let Some(d) = meta.get("stats-dump") {
+        ckpt.stats = soft(&mut problems, decode_stats("stats-dump", d)).flatten();
+    }
     ckpt.problems = problems;
     Ok(())
 }
@@ -409,7 +416,7 @@ fn thread_from_core(tid: u32, core: Option<&proto::CoreEntry>) -> Thread {
         Some(Syscall {
             nr,
             name,
-            ret: r.ax.unwrap_or(0) as i64,
+            ax: r.ax.unwrap_or(0) as i64,
             args: [
                 r.di.unwrap_or(0),
                 r.si.unwrap_or(0),
@@ -877,4 +884,45 @@ mod tests {
         collect_ips(&cni, &mut ips);
         assert_eq!(ips, vec!["10.88.0.7", "10.1.2.3"]);
     }
+}
+
+/// The seccomp verdict of one filter chain and the processes under it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SeccompChain {
+    /// Index of the newest filter of each identical chain in `seccomp.img`
+    /// (CRIU often stores one copy per process).
+    pub last_filters: Vec<u32>,
+    pub pids: Vec<u32>,
+    #[serde(flatten)]
+    pub verdict: seccomp::Verdict,
+}
+
+/// Evaluates the filter chain of every process that runs under seccomp
+/// filter mode, once per distinct chain content.
+pub fn seccomp_chains(ckpt: &Checkpoint) -> Vec<SeccompChain> {
+    type Key = Vec<Vec<seccomp::Insn>>;
+    let mut groups: BTreeMap<Key, (Vec<u32>, Vec<u32>)> = BTreeMap::new();
+    for p in ckpt.processes.values() {
+        if let (2, Some(last)) = (p.seccomp_mode, p.seccomp_filter) {
+            let key: Key = seccomp::chain(&ckpt.seccomp_filters, last)
+                .iter()
+                .filter_map(|&i| ckpt.seccomp_filters.get(i as usize).map(|f| f.insns.clone()))
+                .collect();
+            let g = groups.entry(key).or_default();
+            if !g.0.contains(&last) {
+                g.0.push(last);
+            }
+            g.1.push(p.pid);
+        }
+    }
+    let mut out: Vec<SeccompChain> = groups
+        .into_values()
+        .map(|(lasts, pids)| SeccompChain {
+            verdict: seccomp::evaluate(&ckpt.seccomp_filters, lasts.first().copied().unwrap_or(0)),
+            last_filters: lasts,
+            pids,
+        })
+        .collect();
+    out.sort_by_key(|c| c.pids.first().copied());
+    out
 }

@@ -181,8 +181,9 @@ pub struct Thread {
 pub struct Syscall {
     pub nr: u64,
     pub name: String,
-    /// Raw `ax`: a negative `-ERESTART*` means the kernel will restart it.
-    pub ret: i64,
+    /// Raw `ax` as dumped. For a restartable call CRIU rewinds the task so
+    /// that `ax` holds the syscall number again; `-4` is EINTR.
+    pub ax: i64,
     pub args: [u64; 6],
 }
 

@@ -33,7 +33,7 @@ pub const RET_ALLOW: u32 = 0x7fff_0000;
 const ACTION_MASK: u32 = 0xffff_0000;
 
 /// One `struct sock_filter`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Insn {
     pub code: u16,
     pub jt: u8,
