@@ -164,8 +164,18 @@ where
     };
     let mut archive = tar::Archive::new(reader);
     let entries = archive.entries().map_err(archive_err)?;
+    let mut previous: Option<String> = None;
     for entry in entries {
-        let mut entry = entry.map_err(archive_err)?;
+        // A failure to read the next header after a member usually means the
+        // archive was cut inside that member: name it.
+        let mut entry = entry.map_err(|source| match &previous {
+            Some(prev) => Error::Read {
+                path: path.to_path_buf(),
+                member: prev.clone(),
+                source,
+            },
+            None => archive_err(source),
+        })?;
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let kind = entry.header().entry_type();
         if !(kind.is_file() || kind == tar::EntryType::Continuous) {
@@ -182,6 +192,7 @@ where
             mtime: entry.header().mtime().ok(),
         };
         visit(&member, &mut entry).map_err(|e| fill_path(e, path, &member))?;
+        previous = Some(member.name.clone());
         summary.members.push(member);
     }
     Ok(())
@@ -270,6 +281,13 @@ pub fn read_member(member: &Member, reader: &mut dyn Read, limit: u64) -> Result
             member: member.name.clone(),
             source,
         })?;
+    if (buf.len() as u64) < member.size {
+        return Err(Error::ShortMember {
+            member: member.name.clone(),
+            got: buf.len() as u64,
+            size: member.size,
+        });
+    }
     if buf.len() as u64 > limit {
         return Err(Error::MemberTooLarge {
             member: member.name.clone(),

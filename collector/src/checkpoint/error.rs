@@ -35,6 +35,8 @@ pub enum Error {
         /// Text listing members that were skipped as unsafe, if any.
         ignored: String,
     },
+    #[error("member {member}: the archive ends after {got} of its {size} bytes")]
+    ShortMember { member: String, got: u64, size: u64 },
     #[error("member {member}: {size} bytes is more than the {limit}-byte limit for this kind of member")]
     MemberTooLarge { member: String, size: u64, limit: u64 },
     #[error("member {member}: truncated at offset {offset}: needed {needed} more bytes, {available} left")]
