@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The main job, end to end: run a traced container through the installed
+# hook, print its report and profile, then run it again under the profile
+# and show that a call it never made is denied.
+set -euo pipefail
+
+STATE_DIR=${STATE_DIR:-/var/lib/oci-ftrace-syscall-analyzer}
+WORK=$(mktemp -d /tmp/oci-ftrace-demo.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+COLLECTOR=$(command -v collector || echo /usr/local/bin/collector)
+
+# A registry-free image: busybox and one symlink per applet.
+ROOTFS=$WORK/rootfs
+mkdir -p "$ROOTFS"/{bin,etc,tmp,proc,sys,dev,root,run}
+cp /bin/busybox "$ROOTFS/bin/"
+for applet in $(/bin/busybox --list); do
+    [ "$applet" = busybox ] || ln -sf busybox "$ROOTFS/bin/$applet"
+done
+echo 'root:x:0:0:root:/root:/bin/sh' > "$ROOTFS/etc/passwd"
+
+WORKLOAD='echo hello from a traced container; ls /; cat /etc/passwd'
+run() {
+    podman --runtime runc run --rm --network none \
+        --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 "$@"
+}
+
+echo "== 1. run with the annotation oci-ftrace-syscall-analyzer/trace=true"
+run --cidfile "$WORK/cid" --annotation oci-ftrace-syscall-analyzer/trace=true \
+    --rootfs "$ROOTFS" sh -c "$WORKLOAD"
+ID=$(cat "$WORK/cid")
+PROFILE=$STATE_DIR/$ID/seccomp.json
+
+echo
+echo "== 2. collector report ${ID:0:12}"
+"$COLLECTOR" report "${ID:0:12}" --state-dir "$STATE_DIR"
+
+echo
+echo "== 3. the profile: $PROFILE"
+cat "$PROFILE"
+
+echo
+echo "== 4. the same workload under the profile"
+run --security-opt seccomp="$PROFILE" --rootfs "$ROOTFS" sh -c "$WORKLOAD"
+
+echo
+echo "== 5. something the recording never saw (mkdir) is denied"
+if run --security-opt seccomp="$PROFILE" --rootfs "$ROOTFS" sh -c 'mkdir /tmp/x'; then
+    echo "unexpected: mkdir was allowed" >&2
+    exit 1
+fi
+
+echo
+left=$(ls /sys/kernel/tracing/instances | grep -c '^oci_ftrace_' || true)
+echo "== trace instances left behind: $left"
+[ "$left" = 0 ]
