@@ -44,5 +44,4 @@ demo: setup install
 	bash scripts/demo.sh
 
 test: setup
-	$(CARGO) build --locked --workspace --all-targets
-	$(CARGO) test --locked --workspace
+	bash scripts/test.sh

@@ -156,3 +156,39 @@ fn gc_finishes_and_removes_instances_of_dead_containers() {
     assert_no_instances("after gc");
     assert!(env.container_dir(id).join("summary.json").exists(), "gc lost the recording");
 }
+
+#[test]
+fn prestart_mounts_tracefs_when_it_is_absent() {
+    if !prerequisites(false) {
+        return;
+    }
+    let _g = serial();
+    let env = Env::new();
+    let task = sleeper();
+    let id = "hooktest-mount";
+    let state_file = env.dir.path().join("state-in.json");
+    std::fs::write(&state_file, state(id, "creating", Some(task.id()), true)).expect("write state");
+    let root = tracefs_root().expect("tracefs");
+    // A private mount namespace without tracefs: the host keeps its mount,
+    // and the instance (a kernel object) is visible from both.
+    let script = format!(
+        "umount {root} && ! grep -q ' - tracefs ' /proc/self/mountinfo && \
+         {hook} prestart --state-dir {state} < {input} && grep -q ' - tracefs ' /proc/self/mountinfo",
+        root = root.display(),
+        hook = hook_bin().display(),
+        state = env.state_dir().display(),
+        input = state_file.display(),
+    );
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .expect("unshare");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("tracefs not mounted; mounting it"), "{err}");
+    assert_eq!(our_instances(), vec![format!("{INSTANCE_PREFIX}{id}")]);
+    stop(task);
+    let (out, _) = hook(&env, "poststop", &state(id, "stopped", None, true), &[]);
+    assert!(out.status.success());
+    assert_no_instances("after poststop");
+}
