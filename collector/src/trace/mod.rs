@@ -1,11 +1,18 @@
 //! Pure trace parsing: bytes in, typed events out. No file system, no policy.
 //!
-//! The text form is what tracefs prints in an instance's `trace` file with
-//! the `record-tgid` option on. A malformed line is counted and skipped, so
-//! one bad record never costs the whole trace.
+//! Two forms: the text an instance's `trace` file prints (with
+//! `record-tgid`), and the binary per-CPU pages of `trace_pipe_raw`, decoded
+//! with the layouts tracefs describes in `events/header_page` and
+//! `events/*/format`. A malformed record is counted and skipped, so one bad
+//! record never costs the whole trace.
 
+pub mod binary;
+pub mod format;
+pub mod page;
 mod text;
 
+pub use binary::{Decoder, PagesRead};
+pub use format::{EventFormat, HeaderPage};
 pub use text::{parse_line, parse_text, ParseError};
 
 /// One recorded event with its common header.
@@ -13,11 +20,12 @@ pub use text::{parse_line, parse_text, ParseError};
 pub struct Record {
     /// Thread id (tracefs's `common_pid`).
     pub pid: i32,
-    /// Thread-group (process) id, when `record-tgid` knew it.
+    /// Thread-group (process) id, when known (text with `record-tgid`;
+    /// binary records carry only the thread id).
     pub tgid: Option<i32>,
     /// The command name tracefs printed. It is resolved when the trace is
     /// read, so it may be a later name of the task; exec events are the
-    /// reliable source.
+    /// reliable source. Empty for binary records.
     pub comm: String,
     pub cpu: u32,
     /// Trace clock timestamp in nanoseconds.
@@ -36,6 +44,10 @@ impl Record {
 pub enum Event {
     /// `raw_syscalls:sys_enter`: syscall number and its six raw arguments.
     SysEnter { nr: i64, args: [u64; 6] },
+    /// `raw_syscalls:sys_exit` or `syscalls:sys_exit_*`: number and return.
+    SysExit { nr: i64, ret: i64 },
+    /// `task:task_newtask`: `clone_flags` tells threads from processes.
+    NewTask { pid: i32, comm: String, clone_flags: u64 },
     /// `sched:sched_process_fork`.
     Fork { parent_pid: i32, child_pid: i32, child_comm: String },
     /// `sched:sched_process_exec`.

@@ -66,6 +66,8 @@ pub fn parse_line(line: &str) -> Result<Record, &'static str> {
         Some((name, payload)) => (name, payload),
         None => (after_ts.trim_end_matches(':'), ""),
     };
+    // Per-syscall events print as `sys_openat(dfd: …)` or `sys_openat -> 0x3`.
+    let name = name.split(['(', ' ']).next().unwrap_or(name);
     let event = parse_event(name.trim(), payload)?;
     Ok(Record { pid, tgid, comm: comm.to_string(), cpu, ts_ns, event })
 }
@@ -222,6 +224,10 @@ mod tests {
         assert_eq!(r.event, Event::Fork { parent_pid: 6509, child_pid: 6540, child_comm: "sh".into() });
         let r = parse_line("cat-6509 ( 6509) [000] ..... 183.0: sched_switch: prev_comm=x").unwrap();
         assert_eq!(r.event, Event::Other { name: "sched_switch".into() });
+        let r = parse_line("sh-1 [000] ..... 1.0: sys_openat(dfd: ffffff9c, filename: 5b0498, flags: 0, mode: 0)").unwrap();
+        assert_eq!(r.event, Event::Other { name: "sys_openat".into() });
+        let r = parse_line("sh-1 [000] ..... 1.0: sys_openat -> 0x3").unwrap();
+        assert_eq!(r.event, Event::Other { name: "sys_openat".into() });
     }
 
     #[test]
