@@ -117,6 +117,8 @@ fn hostname_metadata_and_network() {
     assert!(md.created.is_some() && md.checkpointed.is_some());
     assert!(c.mounts.iter().any(|m| m.destination == "/proc" && m.r#type == "proc"));
     assert!(c.problems.is_empty(), "{:?}", c.problems);
+    assert_eq!(c.inventory.img_version, 2);
+    assert_eq!(c.inventory.criu_run_id.as_deref(), Some("101b2d36-1243-4647-a386-4494a066ea19"));
 }
 
 #[test]

@@ -196,6 +196,7 @@ fn decode_images(
             2 => "apparmor".to_string(),
             other => format!("lsm({other})"),
         }),
+        criu_run_id: inv.dump_criu_run_id.filter(|s| !s.is_empty()),
     };
     let tree: Vec<proto::PstreeEntry> = decode_all(
         &member_name("pstree.img"),

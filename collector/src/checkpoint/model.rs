@@ -93,6 +93,8 @@ pub struct Inventory {
     /// Host uptime at dump time, microseconds.
     pub dump_uptime_us: Option<u64>,
     pub lsm: Option<String>,
+    /// CRIU's run id of the dump (also in dump.log).
+    pub criu_run_id: Option<String>,
 }
 
 /// CRIU task states (`TASK_*` in criu/include/image.h and compel).

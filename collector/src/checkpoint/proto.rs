@@ -23,6 +23,10 @@ pub struct InventoryEntry {
     pub lsmtype: Option<i32>,
     #[prost(uint64, optional, tag = "8")]
     pub dump_uptime: Option<u64>,
+    /// `dump_criu_run_id`: newer than some schema copies; in CRIU 4.1.1
+    /// output it is tag 13 and equals the "CRIU run id" line of dump.log.
+    #[prost(string, optional, tag = "13")]
+    pub dump_criu_run_id: Option<String>,
 }
 
 /// `pstree.proto: pstree_entry`.

@@ -510,12 +510,13 @@ pub fn write_inspect<W: Write>(
         m.push(Node::new(format!("Image ref: {}", or_dash(md.image_ref.as_deref()))));
         m.push(Node::new(format!("Command: {}", md.command.join(" "))));
         m.push(Node::new(format!(
-            "CRIU images: version {}, dump uptime {}",
+            "CRIU images: version {}, run id {}{}",
             c.inventory.img_version,
+            or_dash(c.inventory.criu_run_id.as_deref()),
             c.inventory
                 .dump_uptime_us
-                .map(|u| format!("{:.3} s", u as f64 / 1e6))
-                .unwrap_or_else(|| "-".into())
+                .map(|u| format!(", dump uptime {:.3} s", u as f64 / 1e6))
+                .unwrap_or_default()
         )));
         let mut a = Node::new("Annotations");
         for (k, v) in &md.annotations {
