@@ -1,12 +1,25 @@
-//! Aggregation of a trace window: per-syscall and per-process counts.
+//! Aggregation of the recording window, one record at a time.
+//!
+//! The [`Aggregator`] is fed records in time order, whether they come from a
+//! finished text trace or from a live stream of binary pages. It finds the
+//! window (see [`super::window`]), keeps per-syscall and per-process counts
+//! for the tasks under the filter, and tells the caller when a syscall is
+//! seen in the window for the first time, so a live recorder can switch
+//! that syscall's event off. Memory stays bounded by the number of
+//! processes and syscalls, not by the length of the trace.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
 use super::names::name_of;
-use super::window::{find_window, Window};
+use super::window::{filter_install, runtime_marker, Rule, Window};
 use crate::trace::{Event, Record};
+
+const CLONE_THREAD: u64 = 0x0001_0000;
+/// Records held while the window is still undecided. Real runtimes decide
+/// within a few hundred; past this the decision is forced.
+const MAX_PENDING: usize = 200_000;
 
 /// What the container did inside the recording window.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -16,6 +29,10 @@ pub struct Analysis {
     /// Calls whose number has no name in the native table. They cannot be
     /// put in a profile by name, so they are reported, never dropped.
     pub unnamed: BTreeMap<i64, u64>,
+    /// Failed calls per syscall and errno name (from exit events, when they
+    /// were recorded).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub errors: BTreeMap<String, BTreeMap<String, u64>>,
     /// Per process (thread group), keyed by host tgid.
     pub processes: BTreeMap<i32, Process>,
     pub events: EventCounts,
@@ -23,11 +40,11 @@ pub struct Analysis {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventCounts {
-    /// Records in the whole trace.
+    /// Records seen in the whole trace.
     pub total: u64,
     /// Records inside the window.
     pub in_window: u64,
-    /// Syscall entries inside the window.
+    /// Syscall entries inside the window, by tasks under the filter.
     pub syscalls_in_window: u64,
 }
 
@@ -42,79 +59,253 @@ pub struct Process {
     pub syscalls: BTreeMap<String, u64>,
     pub unnamed: BTreeMap<i64, u64>,
     pub total: u64,
+    /// Trace-clock time of its first and last counted call.
+    #[serde(default)]
+    pub first_ns: Option<u64>,
+    #[serde(default)]
+    pub last_ns: Option<u64>,
 }
 
-/// Finds the window for a container with host init pid `init_pid`, then
-/// aggregates what lies inside it.
+/// Finds the window for a container with host init pid `init_pid` in
+/// time-ordered `records`, and aggregates what lies inside it.
 pub fn analyze(records: &[Record], init_pid: i32) -> (Window, Analysis) {
-    let window = find_window(records, init_pid);
-    let analysis = aggregate(records, &window);
-    (window, analysis)
+    let mut agg = Aggregator::new(init_pid);
+    for r in records {
+        agg.push(r);
+    }
+    agg.finish()
 }
 
-fn aggregate(records: &[Record], window: &Window) -> Analysis {
-    let mut a = Analysis::default();
-    a.events.total = records.len() as u64;
-    // Process identity is learnt from the whole trace (a fork before the
-    // window still names a process that acts inside it).
-    let mut parents: BTreeMap<i32, i32> = BTreeMap::new();
-    let mut fork_comms: BTreeMap<i32, String> = BTreeMap::new();
-    let mut exes: BTreeMap<i32, String> = BTreeMap::new();
-    // The exit event carries the comm as it was then; the printed comm is
-    // only tracefs's cached guess.
-    let mut exit_comms: BTreeMap<i32, String> = BTreeMap::new();
-    for r in records {
+/// Names and ancestry learnt from the whole trace, window or not.
+#[derive(Debug, Default)]
+struct Identity {
+    tgids: HashMap<i32, i32>,
+    parents: HashMap<i32, i32>,
+    fork_comms: HashMap<i32, String>,
+    exes: HashMap<i32, String>,
+    exit_comms: HashMap<i32, String>,
+}
+
+impl Identity {
+    fn process_of(&self, r: &Record) -> i32 {
+        r.tgid.or_else(|| self.tgids.get(&r.pid).copied()).unwrap_or(r.pid)
+    }
+
+    /// Learns from `r`; returns the tgid whose identity changed, if any.
+    fn learn(&mut self, r: &Record) -> Option<i32> {
         match &r.event {
+            Event::NewTask { pid, clone_flags, .. } => {
+                let tgid = if clone_flags & CLONE_THREAD != 0 { self.process_of(r) } else { *pid };
+                self.tgids.insert(*pid, tgid);
+                None
+            }
             Event::Fork { parent_pid, child_pid, child_comm } => {
-                parents.entry(*child_pid).or_insert(*parent_pid);
-                fork_comms.entry(*child_pid).or_insert_with(|| child_comm.clone());
+                self.parents.entry(*child_pid).or_insert(*parent_pid);
+                self.fork_comms.entry(*child_pid).or_insert_with(|| child_comm.clone());
+                None
             }
             Event::Exec { filename, .. } => {
-                exes.insert(r.process(), filename.clone());
+                let tgid = self.process_of(r);
+                self.exes.insert(tgid, filename.clone());
+                Some(tgid)
             }
+            // The exit event carries the comm as it was then.
             Event::Exit { pid, comm, .. } if !comm.is_empty() => {
-                exit_comms.insert(*pid, comm.clone());
+                self.exit_comms.insert(*pid, comm.clone());
+                Some(*pid)
             }
-            _ => {}
+            _ => None,
         }
     }
-    let in_window = records.get(window.start..).unwrap_or(&[]);
-    a.events.in_window = in_window.len() as u64;
-    // Only tasks under the filter count: the task that installed it (or
-    // would have) and whatever it forks from then on. A thread that existed
-    // before the install is not filtered (no TSYNC), so its calls stay out.
-    let mut filtered: Option<std::collections::BTreeSet<i32>> = window.opener.map(|pid| [pid].into());
-    for r in in_window {
-        if let (Some(set), Event::Fork { parent_pid, child_pid, .. }) = (filtered.as_mut(), &r.event) {
+
+    fn comm(&self, tgid: i32, printed: &str) -> String {
+        if let Some(c) = self.exit_comms.get(&tgid) {
+            return c.clone();
+        }
+        // Busybox applets exec /proc/self/exe, so the exec path is a poor
+        // name; tracefs's printed comm is better when there is one.
+        if !printed.is_empty() && printed != "<...>" {
+            return printed.to_string();
+        }
+        self.exes
+            .get(&tgid)
+            .map(|e| e.rsplit('/').next().unwrap_or(e).to_string())
+            .or_else(|| self.fork_comms.get(&tgid).cloned())
+            .unwrap_or_default()
+    }
+}
+
+enum Phase {
+    /// Records kept until the window's start is known, and the index of the
+    /// first runtime marker among them.
+    Seeking { pending: Vec<Record>, marker: Option<(usize, Rule)> },
+    Open,
+}
+
+/// Streaming window detection and aggregation.
+pub struct Aggregator {
+    init_pid: i32,
+    phase: Phase,
+    window: Option<Window>,
+    /// Tasks under the filter: the opener and what it forks from then on.
+    /// `None` when the window is the whole trace.
+    filtered: Option<BTreeSet<i32>>,
+    ident: Identity,
+    analysis: Analysis,
+    /// Numbers seen in the window since the last [`Aggregator::take_new`].
+    new_numbers: Vec<i64>,
+    seen_numbers: BTreeSet<i64>,
+    max_pending: usize,
+}
+
+impl Aggregator {
+    pub fn new(init_pid: i32) -> Self {
+        Aggregator {
+            init_pid,
+            phase: Phase::Seeking { pending: Vec::new(), marker: None },
+            window: None,
+            filtered: None,
+            ident: Identity::default(),
+            analysis: Analysis::default(),
+            new_numbers: Vec::new(),
+            seen_numbers: BTreeSet::new(),
+            max_pending: MAX_PENDING,
+        }
+    }
+
+    /// The window, once decided.
+    pub fn window(&self) -> Option<&Window> {
+        self.window.as_ref()
+    }
+
+    /// Syscall numbers seen in the window for the first time since the last
+    /// call (a live recorder switches their events off).
+    pub fn take_new(&mut self) -> Vec<i64> {
+        std::mem::take(&mut self.new_numbers)
+    }
+
+    /// The aggregate so far (for periodic saves).
+    pub fn analysis(&self) -> &Analysis {
+        &self.analysis
+    }
+
+    pub fn push(&mut self, r: &Record) {
+        self.analysis.events.total += 1;
+        if let Some(tgid) = self.ident.learn(r) {
+            self.refresh(tgid, &r.comm);
+        }
+        let Phase::Seeking { pending, marker } = &mut self.phase else {
+            self.account(r);
+            return;
+        };
+        pending.push(r.clone());
+        let index = pending.len() - 1;
+        if r.pid == self.init_pid {
+            match &r.event {
+                Event::SysEnter { nr, args } => {
+                    if let Some(call) = filter_install(*nr, args) {
+                        let rule = Rule::FilterInstall { call: call.to_string(), pid: r.pid, ts_ns: r.ts_ns };
+                        self.open(rule, Some(r.pid), index + 1);
+                        return;
+                    }
+                    if marker.is_none() {
+                        if let Some(m) = runtime_marker(*nr, args) {
+                            let rule = Rule::RuntimeMarker {
+                                runtime: m.runtime.to_string(),
+                                call: m.describe.to_string(),
+                                pid: r.pid,
+                                ts_ns: r.ts_ns,
+                            };
+                            *marker = Some((index, rule));
+                        }
+                    }
+                }
+                // The workload runs from the first exec on: no install can
+                // come any more.
+                Event::Exec { .. } => self.decide(),
+                _ => {}
+            }
+        } else if pending.len() > self.max_pending {
+            self.decide();
+        }
+    }
+
+    /// Closes the stream and returns the window and the aggregate.
+    pub fn finish(mut self) -> (Window, Analysis) {
+        if matches!(self.phase, Phase::Seeking { .. }) {
+            self.decide();
+        }
+        let window = self.window.unwrap_or(Window { rule: Rule::FirstEvent, opener: None });
+        (window, self.analysis)
+    }
+
+    /// No install was seen: open after the marker, or at the first event.
+    fn decide(&mut self) {
+        let Phase::Seeking { marker, .. } = &mut self.phase else { return };
+        match marker.take() {
+            Some((index, rule)) => {
+                let opener = match &rule {
+                    Rule::RuntimeMarker { pid, .. } => Some(*pid),
+                    _ => None,
+                };
+                self.open(rule, opener, index + 1);
+            }
+            None => self.open(Rule::FirstEvent, None, 0),
+        }
+    }
+
+    /// Opens the window at `pending[start]` and replays what follows.
+    fn open(&mut self, rule: Rule, opener: Option<i32>, start: usize) {
+        let pending = match std::mem::replace(&mut self.phase, Phase::Open) {
+            Phase::Seeking { pending, .. } => pending,
+            Phase::Open => Vec::new(),
+        };
+        self.filtered = opener.map(|pid| BTreeSet::from([pid]));
+        self.window = Some(Window { rule, opener });
+        for r in pending.iter().skip(start) {
+            self.account(r);
+        }
+    }
+
+    fn account(&mut self, r: &Record) {
+        self.analysis.events.in_window += 1;
+        if let (Some(set), Event::Fork { parent_pid, child_pid, .. }) = (self.filtered.as_mut(), &r.event) {
             if set.contains(parent_pid) || set.contains(&r.pid) {
                 set.insert(*child_pid);
             }
         }
-        if filtered.as_ref().is_some_and(|set| !set.contains(&r.pid)) {
-            continue;
+        // A thread that existed before the install is not under the filter
+        // (no TSYNC), so its calls stay out.
+        if self.filtered.as_ref().is_some_and(|set| !set.contains(&r.pid)) {
+            return;
         }
-        let Event::SysEnter { nr, .. } = r.event else { continue };
+        match r.event {
+            Event::SysEnter { nr, .. } => self.count(r, nr),
+            Event::SysExit { nr, ret } if (-4095..0).contains(&ret) => {
+                let name = name_of(nr).map(String::from).unwrap_or_else(|| format!("#{nr}"));
+                let errno = i32::try_from(-ret).unwrap_or(0);
+                let errno_name = syscalls::Errno::new(errno).name().map(String::from).unwrap_or_else(|| format!("errno {errno}"));
+                *self.analysis.errors.entry(name).or_default().entry(errno_name).or_default() += 1;
+            }
+            _ => {}
+        }
+    }
+
+    fn count(&mut self, r: &Record, nr: i64) {
+        let a = &mut self.analysis;
         a.events.syscalls_in_window += 1;
-        let tgid = r.process();
+        let tgid = self.ident.process_of(r);
+        let ident = &self.ident;
         let p = a.processes.entry(tgid).or_insert_with(|| Process {
             tgid,
-            // Busybox applets exec /proc/self/exe, so the exec path is a
-            // poor name; the exit comm is the best one.
-            comm: if let Some(c) = exit_comms.get(&tgid) {
-                c.clone()
-            } else if r.comm.is_empty() || r.comm == "<...>" {
-                exes.get(&tgid)
-                    .map(|e| basename(e).to_string())
-                    .or_else(|| fork_comms.get(&tgid).cloned())
-                    .unwrap_or_default()
-            } else {
-                r.comm.clone()
-            },
-            exe: exes.get(&tgid).cloned(),
-            parent: parents.get(&tgid).copied(),
+            comm: ident.comm(tgid, &r.comm),
+            exe: ident.exes.get(&tgid).cloned(),
+            parent: ident.parents.get(&tgid).copied(),
             ..Default::default()
         });
         p.total += 1;
+        p.first_ns.get_or_insert(r.ts_ns);
+        p.last_ns = Some(r.ts_ns);
         match name_of(nr) {
             Some(name) => {
                 *a.syscalls.entry(name.to_string()).or_default() += 1;
@@ -125,12 +316,18 @@ fn aggregate(records: &[Record], window: &Window) -> Analysis {
                 *p.unnamed.entry(nr).or_default() += 1;
             }
         }
+        if self.seen_numbers.insert(nr) {
+            self.new_numbers.push(nr);
+        }
     }
-    a
-}
 
-fn basename(path: &str) -> &str {
-    path.rsplit('/').next().unwrap_or(path)
+    /// A process's exe or exit comm became known after it was first counted.
+    fn refresh(&mut self, tgid: i32, printed: &str) {
+        if let Some(p) = self.analysis.processes.get_mut(&tgid) {
+            p.comm = self.ident.comm(tgid, printed);
+            p.exe = self.ident.exes.get(&tgid).cloned();
+        }
+    }
 }
 
 #[cfg(test)]
@@ -150,7 +347,7 @@ mod tests {
     fn counts_by_name_process_and_keeps_unnamed() {
         let recs = vec![
             sys(10, 10, Sysno::mount.id().into()),
-            sys(10, 10, Sysno::prctl.id().into()), // PR_GET_PDEATHSIG is arg0 = 0 here: not a marker
+            sys(10, 10, Sysno::prctl.id().into()), // arg0 = 0: not a marker
             rec(10, 10, Event::Exec { filename: "/bin/sh".into(), pid: 10, old_pid: 10 }),
             sys(10, 10, Sysno::read.id().into()),
             rec(10, 10, Event::Fork { parent_pid: 10, child_pid: 11, child_comm: "sh".into() }),
@@ -167,6 +364,7 @@ mod tests {
         let p11 = &a.processes[&11];
         assert_eq!((p11.comm.as_str(), p11.parent, p11.total), ("sh", Some(10), 3));
         assert_eq!(a.processes[&10].exe.as_deref(), Some("/bin/sh"));
+        // The exit comm arrived after the process was counted.
         assert_eq!(a.processes[&10].comm, "cat");
         assert_eq!(a.events, EventCounts { total: 9, in_window: 9, syscalls_in_window: 6 });
     }
@@ -188,5 +386,35 @@ mod tests {
         assert_eq!(window.opener, Some(10));
         let names: Vec<&str> = a.syscalls.keys().map(String::as_str).collect();
         assert_eq!(names, ["capset", "getpid", "wait4"]);
+    }
+
+    #[test]
+    fn binary_records_find_their_process_through_newtask() {
+        let bin = |pid: i32, event: Event| Record { pid, tgid: None, comm: String::new(), cpu: 0, ts_ns: 5, event };
+        let recs = vec![
+            bin(10, Event::SysEnter { nr: Sysno::prctl.id().into(), args: [22, 2, 0, 0, 0, 0] }),
+            bin(10, Event::NewTask { pid: 40, comm: "w".into(), clone_flags: CLONE_THREAD | 0x100 }),
+            bin(10, Event::Fork { parent_pid: 10, child_pid: 40, child_comm: "w".into() }),
+            bin(40, Event::SysEnter { nr: Sysno::futex.id().into(), args: [0; 6] }),
+            bin(40, Event::SysExit { nr: Sysno::futex.id().into(), ret: -11 }),
+            bin(40, Event::SysExit { nr: Sysno::futex.id().into(), ret: 0 }),
+        ];
+        let (_, a) = analyze(&recs, 10);
+        assert_eq!(a.processes.keys().copied().collect::<Vec<_>>(), [10]);
+        assert_eq!(a.processes[&10].syscalls["futex"], 1);
+        assert_eq!(a.errors["futex"]["EAGAIN"], 1);
+    }
+
+    #[test]
+    fn reports_each_number_once_for_quenching() {
+        let mut agg = Aggregator::new(10);
+        agg.push(&sys(10, 10, Sysno::prctl.id().into()));
+        assert!(agg.take_new().is_empty(), "window not open yet");
+        agg.push(&rec(10, 10, Event::Exec { filename: "/bin/sh".into(), pid: 10, old_pid: 10 }));
+        assert_eq!(agg.take_new(), vec![i64::from(Sysno::prctl.id())]);
+        agg.push(&sys(10, 10, Sysno::read.id().into()));
+        agg.push(&sys(10, 10, Sysno::read.id().into()));
+        assert_eq!(agg.take_new(), vec![i64::from(Sysno::read.id())]);
+        assert!(agg.take_new().is_empty());
     }
 }

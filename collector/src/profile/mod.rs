@@ -9,4 +9,5 @@ pub mod seccomp;
 pub mod window;
 
 pub use analysis::{analyze, Analysis, Process};
-pub use window::{find_window, Rule, Window, RUNTIME_MARKERS};
+pub use analysis::Aggregator;
+pub use window::{Rule, Window, RUNTIME_MARKERS};

@@ -12,8 +12,6 @@
 use serde::{Deserialize, Serialize};
 use syscalls::Sysno;
 
-use crate::trace::{Event, Record};
-
 const PR_GET_PDEATHSIG: u64 = 2;
 const PR_SET_SECCOMP: u64 = 22;
 const SECCOMP_MODE_FILTER: u64 = 2;
@@ -68,58 +66,13 @@ impl Rule {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Window {
     pub rule: Rule,
-    /// Index of the first record inside the window.
-    pub start: usize,
     /// The task that opened it (installed the filter, or made the marker
     /// call); `None` when the window is the whole trace.
     pub opener: Option<i32>,
 }
 
-/// Finds the window in time-ordered `records` of a container whose init
-/// task has host pid `init_pid`. Only the init task's calls before its
-/// first exec can open the window, so a workload that installs its own
-/// filter later does not move it.
-pub fn find_window(records: &[Record], init_pid: i32) -> Window {
-    let mut marker: Option<(usize, &RuntimeMarker, &Record)> = None;
-    for (i, r) in records.iter().enumerate() {
-        if r.pid != init_pid {
-            continue;
-        }
-        match &r.event {
-            Event::Exec { .. } => break,
-            Event::SysEnter { nr, args } => {
-                if let Some(call) = filter_install(*nr, args) {
-                    let rule = Rule::FilterInstall { call: call.to_string(), pid: r.pid, ts_ns: r.ts_ns };
-                    return Window { rule, start: i + 1, opener: Some(r.pid) };
-                }
-                if marker.is_none() {
-                    if let Some(m) = RUNTIME_MARKERS
-                        .iter()
-                        .find(|m| i64::from(m.syscall.id()) == *nr && args[0] == m.arg0)
-                    {
-                        marker = Some((i, m, r));
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    match marker {
-        Some((i, m, r)) => Window {
-            rule: Rule::RuntimeMarker {
-                runtime: m.runtime.to_string(),
-                call: m.describe.to_string(),
-                pid: r.pid,
-                ts_ns: r.ts_ns,
-            },
-            start: i + 1,
-            opener: Some(r.pid),
-        },
-        None => Window { rule: Rule::FirstEvent, start: 0, opener: None },
-    }
-}
-
-fn filter_install(nr: i64, args: &[u64; 6]) -> Option<&'static str> {
+/// The filter install, if this call is one.
+pub fn filter_install(nr: i64, args: &[u64; 6]) -> Option<&'static str> {
     if nr == i64::from(Sysno::prctl.id()) && args[0] == PR_SET_SECCOMP && args[1] == SECCOMP_MODE_FILTER {
         return Some("prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER)");
     }
@@ -129,9 +82,16 @@ fn filter_install(nr: i64, args: &[u64; 6]) -> Option<&'static str> {
     None
 }
 
+/// The runtime marker this call is, if any.
+pub fn runtime_marker(nr: i64, args: &[u64; 6]) -> Option<&'static RuntimeMarker> {
+    RUNTIME_MARKERS.iter().find(|m| i64::from(m.syscall.id()) == nr && args[0] == m.arg0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::profile::analyze;
+    use crate::trace::{Event, Record};
 
     fn call(pid: i32, ts: u64, sysno: Sysno, args: [u64; 6]) -> Record {
         Record { pid, tgid: Some(pid), comm: "t".into(), cpu: 0, ts_ns: ts, event: Event::SysEnter { nr: sysno.id().into(), args } }
@@ -142,6 +102,11 @@ mod tests {
                  event: Event::Exec { filename: "/bin/sh".into(), pid, old_pid: pid } }
     }
 
+    fn names(recs: &[Record]) -> (Window, Vec<String>) {
+        let (w, a) = analyze(recs, 10);
+        (w, a.syscalls.keys().cloned().collect())
+    }
+
     #[test]
     fn opens_after_prctl_install() {
         let recs = vec![
@@ -150,8 +115,8 @@ mod tests {
             call(10, 3, Sysno::prctl, [PR_SET_SECCOMP, SECCOMP_MODE_FILTER, 0, 0, 0, 0]),
             call(10, 4, Sysno::capset, [0; 6]),
         ];
-        let w = find_window(&recs, 10);
-        assert_eq!(w.start, 3);
+        let (w, n) = names(&recs);
+        assert_eq!(n, ["capset"]);
         assert!(matches!(w.rule, Rule::FilterInstall { ref call, pid: 10, ts_ns: 3 } if call.starts_with("prctl")));
     }
 
@@ -162,8 +127,8 @@ mod tests {
             call(10, 2, Sysno::seccomp, [SECCOMP_SET_MODE_FILTER, 0, 0, 0, 0, 0]),
             call(10, 3, Sysno::execve, [0; 6]),
         ];
-        let w = find_window(&recs, 10);
-        assert_eq!(w.start, 2);
+        let (w, n) = names(&recs);
+        assert_eq!(n, ["execve"]);
         assert!(matches!(w.rule, Rule::FilterInstall { ref call, .. } if call.starts_with("seccomp")));
     }
 
@@ -177,8 +142,8 @@ mod tests {
             // The workload's own filter must not move the window.
             call(10, 5, Sysno::prctl, [PR_SET_SECCOMP, SECCOMP_MODE_FILTER, 0, 0, 0, 0]),
         ];
-        let w = find_window(&recs, 10);
-        assert_eq!(w.start, 2);
+        let (w, n) = names(&recs);
+        assert_eq!(n, ["capset", "prctl"]);
         assert!(matches!(w.rule, Rule::RuntimeMarker { ref runtime, .. } if runtime == "runc"));
     }
 
@@ -189,6 +154,8 @@ mod tests {
             call(10, 2, Sysno::prctl, [PR_SET_SECCOMP, 1, 0, 0, 0, 0]), // strict mode, not a filter
             call(10, 3, Sysno::read, [0; 6]),
         ];
-        assert_eq!(find_window(&recs, 10), Window { rule: Rule::FirstEvent, start: 0, opener: None });
+        let (w, n) = names(&recs);
+        assert_eq!(w, Window { rule: Rule::FirstEvent, opener: None });
+        assert_eq!(n, ["prctl", "read"]);
     }
 }
