@@ -42,7 +42,9 @@ fn kubelet_plain(dir: &tempfile::TempDir) -> PathBuf {
     flate2::read::GzDecoder::new(std::fs::File::open(kubelet_gz()).unwrap())
         .read_to_end(&mut raw)
         .unwrap();
-    let p = dir.path().join("checkpoint-ofsa-pod_ofsa-ns-workload-plain.tar");
+    let p = dir
+        .path()
+        .join("checkpoint-ofsa-pod_ofsa-ns-workload-plain.tar");
     std::fs::write(&p, raw).unwrap();
     p
 }
@@ -52,9 +54,15 @@ fn load(p: &Path) -> checkpoint::Checkpoint {
 }
 
 /// Rewrites the plain kubelet tar with `edit` applied to one member.
-fn with_member(dir: &tempfile::TempDir, member: &str, edit: impl Fn(Vec<u8>) -> Vec<u8>) -> PathBuf {
+fn with_member(
+    dir: &tempfile::TempDir,
+    member: &str,
+    edit: impl Fn(Vec<u8>) -> Vec<u8>,
+) -> PathBuf {
     let src = kubelet_plain(dir);
-    let out = dir.path().join(format!("edited-{}.tar", member.replace('/', "_")));
+    let out = dir
+        .path()
+        .join(format!("edited-{}.tar", member.replace('/', "_")));
     let mut builder = tar::Builder::new(std::fs::File::create(&out).unwrap());
     let mut archive = tar::Archive::new(std::fs::File::open(&src).unwrap());
     for e in archive.entries().unwrap() {
@@ -81,7 +89,10 @@ fn process_tree_with_comms_states_and_blocked_syscalls() {
     let pids: Vec<u32> = c.processes.keys().copied().collect();
     assert_eq!(pids, vec![1, 7, 8, 9], "PIDs in the container's namespace");
     let comm = |pid: u32| c.processes[&pid].comm.as_str();
-    assert_eq!((comm(1), comm(7), comm(8), comm(9)), ("sh", "syslogd", "sh", "sleep"));
+    assert_eq!(
+        (comm(1), comm(7), comm(8), comm(9)),
+        ("sh", "syslogd", "sh", "sleep")
+    );
     assert_eq!(c.processes[&7].ppid, 1);
     assert_eq!(c.processes[&8].ppid, 1);
     assert_eq!(c.processes[&9].ppid, 8);
@@ -92,7 +103,12 @@ fn process_tree_with_comms_states_and_blocked_syscalls() {
         assert_eq!(p.threads.len(), 1);
         assert_eq!(p.threads[0].comm.as_deref(), Some(p.comm.as_str()));
     }
-    let syscall = |pid: u32| c.processes[&pid].threads[0].syscall.as_ref().map(|s| s.name.clone());
+    let syscall = |pid: u32| {
+        c.processes[&pid].threads[0]
+            .syscall
+            .as_ref()
+            .map(|s| s.name.clone())
+    };
     // The child shell waits for its sleep in wait4(); busybox ash's `wait`
     // builtin in PID 1 sits in rt_sigsuspend().
     assert_eq!(syscall(8).as_deref(), Some("wait4"));
@@ -115,10 +131,16 @@ fn hostname_metadata_and_network() {
     assert_eq!(md.ips, vec!["10.88.0.7"]);
     assert!(md.id.as_deref().is_some_and(|i| i.len() == 64));
     assert!(md.created.is_some() && md.checkpointed.is_some());
-    assert!(c.mounts.iter().any(|m| m.destination == "/proc" && m.r#type == "proc"));
+    assert!(c
+        .mounts
+        .iter()
+        .any(|m| m.destination == "/proc" && m.r#type == "proc"));
     assert!(c.problems.is_empty(), "{:?}", c.problems);
     assert_eq!(c.inventory.img_version, 2);
-    assert_eq!(c.inventory.criu_run_id.as_deref(), Some("101b2d36-1243-4647-a386-4494a066ea19"));
+    assert_eq!(
+        c.inventory.criu_run_id.as_deref(),
+        Some("101b2d36-1243-4647-a386-4494a066ea19")
+    );
 }
 
 #[test]
@@ -137,10 +159,17 @@ fn unix_socket_and_written_file() {
     );
     // PID 1 holds the file it wrote on fd 3 (`exec 3>>/data/written.txt`).
     let fd3 = c.processes[&1].fds.iter().find(|f| f.fd == 3).unwrap();
-    assert!(matches!(&fd3.file, FileKind::Reg { path, .. } if path == "/data/written.txt"), "{fd3:?}");
+    assert!(
+        matches!(&fd3.file, FileKind::Reg { path, .. } if path == "/data/written.txt"),
+        "{fd3:?}"
+    );
     assert_eq!(c.processes[&1].cwd.as_deref(), Some("/"));
     // ... and the file is in the rootfs diff, /etc/motd in deleted.files.
-    let diff = c.rootfs_diff.iter().find(|e| e.path == "data/written.txt").unwrap();
+    let diff = c
+        .rootfs_diff
+        .iter()
+        .find(|e| e.path == "data/written.txt")
+        .unwrap();
     assert_eq!(diff.size, "checkpoint fixture data\n".len() as u64);
     assert_eq!(c.deleted_files, vec!["/etc/motd"]);
 }
@@ -183,14 +212,20 @@ fn inet_sockets_from_self_encoded_files_image() {
             src_port: Some(53),
             dst_port: Some(5353),
             src_addr: vec![0, 0, 0, u32::from_le_bytes([0, 0, 0, 1])],
-            dst_addr: vec![u32::from_le_bytes([0xfe, 0x80, 0, 0]), 0, 0, u32::from_le_bytes([0, 0, 0, 2])],
+            dst_addr: vec![
+                u32::from_le_bytes([0xfe, 0x80, 0, 0]),
+                0,
+                0,
+                u32::from_le_bytes([0, 0, 0, 2]),
+            ],
             ..Default::default()
         }),
         ..Default::default()
     };
     let header = image::Header::Common(image::FILES_MAGIC);
     let bytes = image::encode(header, &[&v4, &v6]);
-    let files: Vec<proto::FileEntry> = image::decode_all("checkpoint/files.img", &bytes, header).unwrap();
+    let files: Vec<proto::FileEntry> =
+        image::decode_all("checkpoint/files.img", &bytes, header).unwrap();
     let kinds: Vec<FileKind> = files.iter().map(checkpoint::file_kind).collect();
     assert_eq!(
         kinds[0],
@@ -254,16 +289,28 @@ fn seccomp_allowed_set_matches_podman_default_profile() {
     let v = &chains[0].verdict;
     assert!(v.allowed.contains("read"));
     assert!(!v.allowed.contains("kexec_load"));
-    assert_eq!(v.denied.get("kexec_load").map(String::as_str), Some("errno(1)"));
+    assert_eq!(
+        v.denied.get("kexec_load").map(String::as_str),
+        Some("errno(1)")
+    );
     assert_eq!(v.denied.get("bpf").map(String::as_str), Some("errno(1)"));
-    assert_eq!(v.denied.get("io_uring_setup").map(String::as_str), Some("errno(38)"));
-    assert!(v.conditional.contains("personality"), "personality is allowed for listed args only");
+    assert_eq!(
+        v.denied.get("io_uring_setup").map(String::as_str),
+        Some("errno(38)")
+    );
+    assert!(
+        v.conditional.contains("personality"),
+        "personality is allowed for listed args only"
+    );
     assert!(v.allowed.contains("reboot"));
 
     // Cross-check with the profile the filter was compiled from.
     let spec = std::fs::File::open(podman_export()).unwrap();
     let mut raw = Vec::new();
-    zstd::stream::read::Decoder::new(spec).unwrap().read_to_end(&mut raw).unwrap();
+    zstd::stream::read::Decoder::new(spec)
+        .unwrap()
+        .read_to_end(&mut raw)
+        .unwrap();
     let mut archive = tar::Archive::new(raw.as_slice());
     let mut spec_json = None;
     for e in archive.entries().unwrap() {
@@ -275,20 +322,32 @@ fn seccomp_allowed_set_matches_podman_default_profile() {
         }
     }
     let spec = spec_json.unwrap();
-    let x86: BTreeSet<String> = syscalls::x86_64::Sysno::iter().map(|s| s.name().to_string()).collect();
+    let x86: BTreeSet<String> = syscalls::x86_64::Sysno::iter()
+        .map(|s| s.name().to_string())
+        .collect();
     let rules = spec["linux"]["seccomp"]["syscalls"].as_array().unwrap();
     // Names in more than one rule (e.g. setns: allowed, and EPERM by
     // another rule) depend on libseccomp's merge order; check the rest.
     let mut seen = std::collections::BTreeMap::<&str, usize>::new();
     for rule in rules {
-        for name in rule["names"].as_array().unwrap().iter().filter_map(|n| n.as_str()) {
+        for name in rule["names"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|n| n.as_str())
+        {
             *seen.entry(name).or_default() += 1;
         }
     }
     let mut checked = 0;
     for rule in rules {
         let has_args = rule["args"].as_array().is_some_and(|a| !a.is_empty());
-        for name in rule["names"].as_array().unwrap().iter().filter_map(|n| n.as_str()) {
+        for name in rule["names"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|n| n.as_str())
+        {
             if !x86.contains(name) || has_args || seen[name] > 1 {
                 continue;
             }
@@ -321,7 +380,11 @@ fn memsearch_finds_marker_in_pid1_heap() {
     let re = memory::Pattern::Regex(r"ofsa-marker-[0-9]+-in-memory".into());
     assert_eq!(memory::search(&c, 1, &re, 0).unwrap().len(), 1);
     // Not in the sleep process, and an unknown PID is a clear error.
-    assert!(memory::search(&c, 9, &memory::Pattern::Literal(MARKER.into()), 0).unwrap().is_empty());
+    assert!(
+        memory::search(&c, 9, &memory::Pattern::Literal(MARKER.into()), 0)
+            .unwrap()
+            .is_empty()
+    );
     let err = memory::search(&c, 99, &memory::Pattern::Literal(MARKER.into()), 0).unwrap_err();
     assert!(err.to_string().contains("no process with PID 99"), "{err}");
 }
@@ -337,7 +400,10 @@ fn kubelet_plain_tar_cri_o_metadata() {
     assert_eq!(md.pod_name.as_deref(), Some("ofsa-pod"));
     assert_eq!(md.pod_namespace.as_deref(), Some("ofsa-ns"));
     assert_eq!(md.container_name.as_deref(), Some("workload"));
-    assert!(c.bind_mounts.iter().any(|b| b.destination == "/etc/hostname"));
+    assert!(c
+        .bind_mounts
+        .iter()
+        .any(|b| b.destination == "/etc/hostname"));
     assert!(c.members.contains_key("dump.log"));
     assert_eq!(c.processes.len(), 4);
     // The same dump as the Podman export.
@@ -351,12 +417,17 @@ fn gzip_and_extracted_directory_read_the_same() {
     assert_eq!(gz.format, Format::Gzip);
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("extracted");
-    tar::Archive::new(flate2::read::GzDecoder::new(std::fs::File::open(kubelet_gz()).unwrap()))
-        .unpack(&root)
-        .unwrap();
+    tar::Archive::new(flate2::read::GzDecoder::new(
+        std::fs::File::open(kubelet_gz()).unwrap(),
+    ))
+    .unpack(&root)
+    .unwrap();
     let d = load(&root);
     assert_eq!(d.format, Format::Directory);
-    assert_eq!(d.processes.keys().collect::<Vec<_>>(), gz.processes.keys().collect::<Vec<_>>());
+    assert_eq!(
+        d.processes.keys().collect::<Vec<_>>(),
+        gz.processes.keys().collect::<Vec<_>>()
+    );
     assert_eq!(d.hostname, gz.hostname);
     assert_eq!(d.processes[&1].cmdline, gz.processes[&1].cmdline);
 }
@@ -367,13 +438,34 @@ fn gzip_and_extracted_directory_read_the_same() {
 fn checkpointctl_gap_cmdlines_are_not_blank() {
     let c = load(&podman_export());
     for p in c.processes.values() {
-        let cmd = p.cmdline.as_ref().unwrap_or_else(|| panic!("PID {} has no cmdline", p.pid));
-        assert!(!cmd.is_empty() && !cmd[0].is_empty(), "PID {}: {cmd:?}", p.pid);
+        let cmd = p
+            .cmdline
+            .as_ref()
+            .unwrap_or_else(|| panic!("PID {} has no cmdline", p.pid));
+        assert!(
+            !cmd.is_empty() && !cmd[0].is_empty(),
+            "PID {}: {cmd:?}",
+            p.pid
+        );
     }
-    assert_eq!(c.processes[&1].cmdline.as_ref().unwrap()[..2], ["/bin/sh", "-c"]);
-    assert_eq!(c.processes[&7].cmdline.as_ref().unwrap(), &["syslogd", "-n", "-O", "/var/log/messages"]);
-    assert_eq!(c.processes[&9].cmdline.as_ref().unwrap(), &["sleep", "100000"]);
-    assert!(c.processes[&9].env.as_ref().unwrap().iter().any(|e| e == "HOSTNAME=ofsa-fixture-host"));
+    assert_eq!(
+        c.processes[&1].cmdline.as_ref().unwrap()[..2],
+        ["/bin/sh", "-c"]
+    );
+    assert_eq!(
+        c.processes[&7].cmdline.as_ref().unwrap(),
+        &["syslogd", "-n", "-O", "/var/log/messages"]
+    );
+    assert_eq!(
+        c.processes[&9].cmdline.as_ref().unwrap(),
+        &["sleep", "100000"]
+    );
+    assert!(c.processes[&9]
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .any(|e| e == "HOSTNAME=ofsa-fixture-host"));
 
     let out = collector_bin(&["checkpoint", "inspect", "--all"], &podman_export());
     assert!(out.status.success());
@@ -386,10 +478,20 @@ fn checkpointctl_gap_cmdlines_are_not_blank() {
 /// although the marker is in pages-1.img.
 #[test]
 fn checkpointctl_gap_memsearch_finds_marker_in_pid1() {
-    let out = collector_bin(&["checkpoint", "memsearch", "--pid", "1", "--string", MARKER], &podman_export());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = collector_bin(
+        &["checkpoint", "memsearch", "--pid", "1", "--string", MARKER],
+        &podman_export(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains(&format!("[{MARKER}]")) && text.contains("[heap]"), "{text}");
+    assert!(
+        text.contains(&format!("[{MARKER}]")) && text.contains("[heap]"),
+        "{text}"
+    );
     assert!(text.contains("1 match(es) in PID 1"), "{text}");
 }
 
@@ -436,7 +538,11 @@ fn cli_show_list_and_json() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "{text}");
     assert!(lines[0].starts_with("CONTAINER") && lines[0].contains("ROOT FS DIFF SIZE"));
-    assert!(lines[1].contains("ofsa-ckpt-fixture") && lines[1].contains("Podman") && lines[1].contains("10.88.0.7"));
+    assert!(
+        lines[1].contains("ofsa-ckpt-fixture")
+            && lines[1].contains("Podman")
+            && lines[1].contains("10.88.0.7")
+    );
     assert!(lines[2].contains("workload") && lines[2].contains("CRI-O"));
 
     let out = Command::new(env!("CARGO_BIN_EXE_collector"))
@@ -448,7 +554,11 @@ fn cli_show_list_and_json() {
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["hostname"], "ofsa-fixture-host");
     assert_eq!(j["processes"].as_array().unwrap().len(), 4);
-    assert!(j["seccomp"][0]["allowed"].as_array().unwrap().iter().any(|s| s == "read"));
+    assert!(j["seccomp"][0]["allowed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s == "read"));
 
     let out = Command::new(env!("CARGO_BIN_EXE_collector"))
         .args(["checkpoint", "inspect", "--pid", "7", "--sockets"])
@@ -456,7 +566,10 @@ fn cli_show_list_and_json() {
         .output()
         .unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("[7] syslogd") && text.contains("unix dgram /dev/log"), "{text}");
+    assert!(
+        text.contains("[7] syslogd") && text.contains("unix dgram /dev/log"),
+        "{text}"
+    );
     assert!(!text.contains("[9] sleep"), "{text}");
 
     let out = Command::new(env!("CARGO_BIN_EXE_collector"))
@@ -466,7 +579,12 @@ fn cli_show_list_and_json() {
         .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("ofsa-pod") && text.contains("ofsa-ns") && text.contains("podman-export.tar.zst"), "{text}");
+    assert!(
+        text.contains("ofsa-pod")
+            && text.contains("ofsa-ns")
+            && text.contains("podman-export.tar.zst"),
+        "{text}"
+    );
 }
 
 // ---- bad input: clear errors naming the member, no panic, bounded memory
@@ -520,12 +638,19 @@ fn dotdot_and_absolute_members_are_harmless() {
     let p = write_tar(
         &dir,
         "evil.tar",
-        &[("../../etc/ofsa-evil", b"x"), ("/tmp/ofsa-abs", b"y"), ("checkpoint/../../z", b"z")],
+        &[
+            ("../../etc/ofsa-evil", b"x"),
+            ("/tmp/ofsa-abs", b"y"),
+            ("checkpoint/../../z", b"z"),
+        ],
     );
     let e = expect_err(&p);
     let msg = e.to_string();
     assert!(matches!(e, Error::NotCheckpoint { .. }), "{msg}");
-    assert!(msg.contains("../../etc/ofsa-evil") && msg.contains("/tmp/ofsa-abs"), "{msg}");
+    assert!(
+        msg.contains("../../etc/ofsa-evil") && msg.contains("/tmp/ofsa-abs"),
+        "{msg}"
+    );
     assert!(!Path::new("/etc/ofsa-evil").exists() && !Path::new("/tmp/ofsa-abs").exists());
 }
 
@@ -534,9 +659,16 @@ fn non_checkpoint_tar() {
     let dir = tempfile::tempdir().unwrap();
     let p = write_tar(&dir, "plain.tar", &[("hello.txt", b"hello\n")]);
     let msg = expect_err(&p).to_string();
-    assert!(msg.contains("not a checkpoint archive: no member checkpoint/inventory.img"), "{msg}");
+    assert!(
+        msg.contains("not a checkpoint archive: no member checkpoint/inventory.img"),
+        "{msg}"
+    );
     let junk = dir.path().join("junk.tar.gz");
-    std::fs::write(&junk, b"this is not a tar archive at all, just text that goes on for a while ...").unwrap();
+    std::fs::write(
+        &junk,
+        b"this is not a tar archive at all, just text that goes on for a while ...",
+    )
+    .unwrap();
     let e = expect_err(&junk);
     assert!(e.to_string().contains("junk.tar.gz"), "{e}");
 }
@@ -546,10 +678,16 @@ fn truncated_image_names_member() {
     let dir = tempfile::tempdir().unwrap();
     let p = with_member(&dir, "checkpoint/core-1.img", |d| d[..d.len() / 2].to_vec());
     let msg = expect_err(&p).to_string();
-    assert!(msg.contains("checkpoint/core-1.img") && msg.contains("runs past the end"), "{msg}");
+    assert!(
+        msg.contains("checkpoint/core-1.img") && msg.contains("runs past the end"),
+        "{msg}"
+    );
     let p = with_member(&dir, "checkpoint/pstree.img", |d| d[..6].to_vec());
     let msg = expect_err(&p).to_string();
-    assert!(msg.contains("checkpoint/pstree.img") && msg.contains("truncated"), "{msg}");
+    assert!(
+        msg.contains("checkpoint/pstree.img") && msg.contains("truncated"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -561,7 +699,8 @@ fn wrong_magic_names_member() {
     });
     let msg = expect_err(&p).to_string();
     assert!(
-        msg.contains("checkpoint/pstree.img") && msg.contains("wrong magic 0xdeadbeef (expected 0x50273030)"),
+        msg.contains("checkpoint/pstree.img")
+            && msg.contains("wrong magic 0xdeadbeef (expected 0x50273030)"),
         "{msg}"
     );
 }
@@ -575,7 +714,10 @@ fn entry_length_past_eof_and_4gib() {
         d
     });
     let e = expect_err(&p);
-    assert!(matches!(&e, Error::EntryPastEnd { member, .. } if member == "checkpoint/core-1.img"), "{e}");
+    assert!(
+        matches!(&e, Error::EntryPastEnd { member, .. } if member == "checkpoint/core-1.img"),
+        "{e}"
+    );
 
     let p = with_member(&dir, "checkpoint/core-1.img", |mut d| {
         d[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
@@ -611,9 +753,17 @@ fn truncated_archive_names_member() {
 #[test]
 fn bad_optional_image_is_a_problem_not_a_failure() {
     let dir = tempfile::tempdir().unwrap();
-    let p = with_member(&dir, "checkpoint/seccomp.img", |d| d[..d.len() - 10].to_vec());
+    let p = with_member(&dir, "checkpoint/seccomp.img", |d| {
+        d[..d.len() - 10].to_vec()
+    });
     let c = checkpoint::load(&p, &LoadOptions::default()).unwrap();
-    assert!(c.problems.iter().any(|m| m.contains("checkpoint/seccomp.img")), "{:?}", c.problems);
+    assert!(
+        c.problems
+            .iter()
+            .any(|m| m.contains("checkpoint/seccomp.img")),
+        "{:?}",
+        c.problems
+    );
     assert_eq!(c.processes.len(), 4);
 }
 

@@ -21,11 +21,14 @@ fn real_images() -> &'static Vec<(String, Vec<u8>)> {
             .find(|p| p.to_string_lossy().ends_with(".tar.gz"))
             .unwrap();
         let mut out = Vec::new();
-        let mut a = tar::Archive::new(flate2::read::GzDecoder::new(std::fs::File::open(gz).unwrap()));
+        let mut a = tar::Archive::new(flate2::read::GzDecoder::new(
+            std::fs::File::open(gz).unwrap(),
+        ));
         for e in a.entries().unwrap() {
             let mut e = e.unwrap();
             let name = e.path().unwrap().to_string_lossy().into_owned();
-            if name.starts_with("checkpoint/") && name.ends_with(".img") && !name.contains("pages-") {
+            if name.starts_with("checkpoint/") && name.ends_with(".img") && !name.contains("pages-")
+            {
                 let mut d = Vec::new();
                 e.read_to_end(&mut d).unwrap();
                 out.push((name, d));
@@ -39,17 +42,24 @@ fn real_images() -> &'static Vec<(String, Vec<u8>)> {
 fn decode_everything(data: &[u8]) {
     use image::Header::*;
     let _ = image::decode_one::<proto::InventoryEntry>("inventory.img", data, Inventory);
-    let _ = image::decode_all::<proto::PstreeEntry>("pstree.img", data, Common(image::PSTREE_MAGIC));
+    let _ =
+        image::decode_all::<proto::PstreeEntry>("pstree.img", data, Common(image::PSTREE_MAGIC));
     let _ = image::decode_one::<proto::CoreEntry>("core.img", data, Common(image::CORE_MAGIC));
     let _ = image::decode_all::<proto::FileEntry>("files.img", data, Common(image::FILES_MAGIC));
-    let _ = image::decode_all::<proto::FdinfoEntry>("fdinfo.img", data, Common(image::FDINFO_MAGIC));
+    let _ =
+        image::decode_all::<proto::FdinfoEntry>("fdinfo.img", data, Common(image::FDINFO_MAGIC));
     let _ = image::decode_one::<proto::MmEntry>("mm.img", data, Common(image::MM_MAGIC));
-    let _ = image::decode_all::<proto::PagemapEntry>("pagemap.img", data, Common(image::PAGEMAP_MAGIC));
+    let _ =
+        image::decode_all::<proto::PagemapEntry>("pagemap.img", data, Common(image::PAGEMAP_MAGIC));
     let _ = image::decode_one::<proto::UtsnsEntry>("utsns.img", data, Common(image::UTSNS_MAGIC));
     let _ = checkpoint::decode_stats("stats-dump", data);
-    if let Ok(s) = image::decode_one::<proto::SeccompEntry>("seccomp.img", data, Common(image::SECCOMP_MAGIC)) {
+    if let Ok(s) =
+        image::decode_one::<proto::SeccompEntry>("seccomp.img", data, Common(image::SECCOMP_MAGIC))
+    {
         for (i, f) in s.seccomp_filters.iter().enumerate() {
-            if let Ok(insns) = seccomp::parse_filter("seccomp.img", i, f.filter.as_deref().unwrap_or_default()) {
+            if let Ok(insns) =
+                seccomp::parse_filter("seccomp.img", i, f.filter.as_deref().unwrap_or_default())
+            {
                 let _ = seccomp::run(&insns, 0, seccomp::AUDIT_ARCH_X86_64);
             }
         }

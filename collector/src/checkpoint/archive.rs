@@ -134,12 +134,14 @@ where
             })?;
             let buffered = BufReader::with_capacity(256 << 10, file);
             let reader: Box<dyn Read> = match format {
-                Format::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(buffered).map_err(|source| {
-                    Error::Archive {
-                        path: path.to_path_buf(),
-                        source,
-                    }
-                })?),
+                Format::Zstd => {
+                    Box::new(zstd::stream::read::Decoder::with_buffer(buffered).map_err(
+                        |source| Error::Archive {
+                            path: path.to_path_buf(),
+                            source,
+                        },
+                    )?)
+                }
                 Format::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
                 _ => Box::new(buffered),
             };
@@ -154,7 +156,12 @@ where
     Ok((format, summary))
 }
 
-fn walk_tar<F>(path: &Path, reader: Box<dyn Read>, summary: &mut Summary, visit: &mut F) -> Result<()>
+fn walk_tar<F>(
+    path: &Path,
+    reader: Box<dyn Read>,
+    summary: &mut Summary,
+    visit: &mut F,
+) -> Result<()>
 where
     F: FnMut(&Member, &mut dyn Read) -> Result<()>,
 {
@@ -198,7 +205,13 @@ where
     Ok(())
 }
 
-fn walk_dir<F>(root: &Path, dir: &Path, depth: usize, summary: &mut Summary, visit: &mut F) -> Result<()>
+fn walk_dir<F>(
+    root: &Path,
+    dir: &Path,
+    depth: usize,
+    summary: &mut Summary,
+    visit: &mut F,
+) -> Result<()>
 where
     F: FnMut(&Member, &mut dyn Read) -> Result<()>,
 {
@@ -217,7 +230,9 @@ where
     for p in names {
         // symlink_metadata: links are not followed, so an extracted
         // checkpoint cannot point us outside itself.
-        let Ok(meta) = std::fs::symlink_metadata(&p) else { continue };
+        let Ok(meta) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
         if meta.is_dir() {
             walk_dir(root, &p, depth + 1, summary, visit)?;
             continue;
@@ -226,7 +241,9 @@ where
             continue;
         }
         let rel = p.strip_prefix(root).unwrap_or(&p);
-        let Some(name) = rel.to_str().and_then(normalize) else { continue };
+        let Some(name) = rel.to_str().and_then(normalize) else {
+            continue;
+        };
         let member = Member {
             name,
             size: meta.len(),
@@ -236,7 +253,10 @@ where
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map(|d| d.as_secs()),
         };
-        let mut file = File::open(&p).map_err(|source| Error::Open { path: p.clone(), source })?;
+        let mut file = File::open(&p).map_err(|source| Error::Open {
+            path: p.clone(),
+            source,
+        })?;
         visit(&member, &mut file).map_err(|e| fill_path(e, root, &member))?;
         summary.members.push(member);
     }
@@ -247,7 +267,11 @@ where
 /// with the archive path and the member's name.
 fn fill_path(e: Error, archive: &Path, member: &Member) -> Error {
     match e {
-        Error::Read { path, member: m, source } if path.as_os_str().is_empty() => Error::Read {
+        Error::Read {
+            path,
+            member: m,
+            source,
+        } if path.as_os_str().is_empty() => Error::Read {
             path: archive.to_path_buf(),
             member: m,
             source,
@@ -308,7 +332,11 @@ pub struct DiffEntry {
 }
 
 /// Lists a nested tar while streaming it; entries are never extracted.
-pub fn list_nested(member: &str, reader: &mut dyn Read, max_entries: usize) -> Result<Vec<DiffEntry>> {
+pub fn list_nested(
+    member: &str,
+    reader: &mut dyn Read,
+    max_entries: usize,
+) -> Result<Vec<DiffEntry>> {
     let err = |source| Error::NestedTar {
         member: member.to_string(),
         source,
@@ -353,7 +381,10 @@ mod tests {
 
     #[test]
     fn normalize_rejects_escapes() {
-        assert_eq!(normalize("./checkpoint/core-1.img").as_deref(), Some("checkpoint/core-1.img"));
+        assert_eq!(
+            normalize("./checkpoint/core-1.img").as_deref(),
+            Some("checkpoint/core-1.img")
+        );
         assert_eq!(normalize("config.dump").as_deref(), Some("config.dump"));
         assert_eq!(normalize("../../etc/passwd"), None);
         assert_eq!(normalize("checkpoint/../../x"), None);

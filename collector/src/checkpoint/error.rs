@@ -37,8 +37,14 @@ pub enum Error {
     },
     #[error("member {member}: the archive ends after {got} of its {size} bytes")]
     ShortMember { member: String, got: u64, size: u64 },
-    #[error("member {member}: {size} bytes is more than the {limit}-byte limit for this kind of member")]
-    MemberTooLarge { member: String, size: u64, limit: u64 },
+    #[error(
+        "member {member}: {size} bytes is more than the {limit}-byte limit for this kind of member"
+    )]
+    MemberTooLarge {
+        member: String,
+        size: u64,
+        limit: u64,
+    },
     #[error("member {member}: truncated at offset {offset}: needed {needed} more bytes, {available} left")]
     Truncated {
         member: String,
@@ -47,7 +53,11 @@ pub enum Error {
         available: usize,
     },
     #[error("member {member}: wrong magic 0x{found:08x} (expected 0x{expected:08x})")]
-    BadMagic { member: String, found: u32, expected: u32 },
+    BadMagic {
+        member: String,
+        found: u32,
+        expected: u32,
+    },
     #[error("member {member}: entry length {len} at offset {offset} is over the {limit}-byte entry limit")]
     EntryTooLarge {
         member: String,

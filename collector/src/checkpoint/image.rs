@@ -50,7 +50,11 @@ pub struct Image<'a> {
 impl<'a> Image<'a> {
     /// Checks the header and positions the cursor on the first entry.
     pub fn open(member: &'a str, data: &'a [u8], header: Header) -> Result<Self> {
-        let mut img = Image { member, data, pos: 0 };
+        let mut img = Image {
+            member,
+            data,
+            pos: 0,
+        };
         match header {
             Header::Inventory => img.expect_magic(INVENTORY_MAGIC)?,
             Header::Common(magic) => {
@@ -125,7 +129,7 @@ impl<'a> Image<'a> {
     }
 
     /// Decodes the next entry as `M`.
-    pub fn next<M: prost::Message + Default>(&mut self) -> Result<Option<M>> {
+    pub fn next_entry<M: prost::Message + Default>(&mut self) -> Result<Option<M>> {
         match self.next_raw()? {
             None => Ok(None),
             Some((offset, raw)) => M::decode(raw).map(Some).map_err(|source| Error::Decode {
@@ -138,7 +142,7 @@ impl<'a> Image<'a> {
 
     /// Decodes exactly the first entry; an image without one is an error.
     pub fn first<M: prost::Message + Default>(&mut self) -> Result<M> {
-        self.next()?.ok_or_else(|| Error::NoEntry {
+        self.next_entry()?.ok_or_else(|| Error::NoEntry {
             member: self.member.to_string(),
         })
     }
@@ -146,7 +150,7 @@ impl<'a> Image<'a> {
     /// Decodes every remaining entry.
     pub fn all<M: prost::Message + Default>(&mut self) -> Result<Vec<M>> {
         let mut out = Vec::new();
-        while let Some(m) = self.next()? {
+        while let Some(m) = self.next_entry()? {
             out.push(m);
         }
         Ok(out)
@@ -154,12 +158,20 @@ impl<'a> Image<'a> {
 }
 
 /// Decodes a one-entry image.
-pub fn decode_one<M: prost::Message + Default>(member: &str, data: &[u8], header: Header) -> Result<M> {
+pub fn decode_one<M: prost::Message + Default>(
+    member: &str,
+    data: &[u8],
+    header: Header,
+) -> Result<M> {
     Image::open(member, data, header)?.first()
 }
 
 /// Decodes an image of repeated entries.
-pub fn decode_all<M: prost::Message + Default>(member: &str, data: &[u8], header: Header) -> Result<Vec<M>> {
+pub fn decode_all<M: prost::Message + Default>(
+    member: &str,
+    data: &[u8],
+    header: Header,
+) -> Result<Vec<M>> {
     Image::open(member, data, header)?.all()
 }
 
@@ -212,24 +224,39 @@ mod tests {
     #[test]
     fn round_trip() {
         let data = encode(Header::Common(UTSNS_MAGIC), &[&uts()]);
-        let got: UtsnsEntry = decode_one("utsns-1.img", &data, Header::Common(UTSNS_MAGIC)).unwrap();
+        let got: UtsnsEntry =
+            decode_one("utsns-1.img", &data, Header::Common(UTSNS_MAGIC)).unwrap();
         assert_eq!(got, uts());
     }
 
     #[test]
     fn wrong_magic_names_member() {
         let data = encode(Header::Common(FS_MAGIC), &[&uts()]);
-        let err = decode_one::<UtsnsEntry>("utsns-1.img", &data, Header::Common(UTSNS_MAGIC)).unwrap_err();
+        let err = decode_one::<UtsnsEntry>("utsns-1.img", &data, Header::Common(UTSNS_MAGIC))
+            .unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("utsns-1.img") && msg.contains("wrong magic"), "{msg}");
+        assert!(
+            msg.contains("utsns-1.img") && msg.contains("wrong magic"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn huge_length_is_rejected_without_allocating() {
         let mut data = encode(Header::Common(UTSNS_MAGIC), &[]);
         data.extend_from_slice(&u32::MAX.to_le_bytes());
-        let err = decode_one::<UtsnsEntry>("utsns-1.img", &data, Header::Common(UTSNS_MAGIC)).unwrap_err();
-        assert!(matches!(err, Error::EntryTooLarge { len: 4294967295, .. }), "{err}");
+        let err = decode_one::<UtsnsEntry>("utsns-1.img", &data, Header::Common(UTSNS_MAGIC))
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::EntryTooLarge {
+                    len: 4294967295,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -237,17 +264,40 @@ mod tests {
         let mut data = encode(Header::Common(UTSNS_MAGIC), &[]);
         data.extend_from_slice(&100u32.to_le_bytes());
         data.extend_from_slice(&[0u8; 10]);
-        let err = decode_one::<UtsnsEntry>("x.img", &data, Header::Common(UTSNS_MAGIC)).unwrap_err();
-        assert!(matches!(err, Error::EntryPastEnd { len: 100, available: 10, .. }), "{err}");
+        let err =
+            decode_one::<UtsnsEntry>("x.img", &data, Header::Common(UTSNS_MAGIC)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::EntryPastEnd {
+                    len: 100,
+                    available: 10,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
     fn truncated_header_and_length() {
-        let err = decode_one::<UtsnsEntry>("x.img", &[0x19, 0x43], Header::Common(UTSNS_MAGIC)).unwrap_err();
+        let err = decode_one::<UtsnsEntry>("x.img", &[0x19, 0x43], Header::Common(UTSNS_MAGIC))
+            .unwrap_err();
         assert!(matches!(err, Error::Truncated { .. }), "{err}");
         let mut data = encode(Header::Common(UTSNS_MAGIC), &[]);
         data.extend_from_slice(&[1, 0]);
-        let err = decode_one::<UtsnsEntry>("x.img", &data, Header::Common(UTSNS_MAGIC)).unwrap_err();
-        assert!(matches!(err, Error::Truncated { needed: 4, available: 2, .. }), "{err}");
+        let err =
+            decode_one::<UtsnsEntry>("x.img", &data, Header::Common(UTSNS_MAGIC)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Truncated {
+                    needed: 4,
+                    available: 2,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 }

@@ -38,7 +38,10 @@ where
         if let Some(mem) = ckpt.processes.get(pid).and_then(|p| p.memory.as_ref()) {
             let mut runs = mem.runs.clone();
             runs.sort_by_key(|r| r.offset);
-            wanted.insert(format!("checkpoint/pages-{}.img", mem.pages_id), (*pid, runs));
+            wanted.insert(
+                format!("checkpoint/pages-{}.img", mem.pages_id),
+                (*pid, runs),
+            );
         }
     }
     if wanted.is_empty() {
@@ -46,7 +49,9 @@ where
     }
     let mut buf = Vec::new();
     archive::walk(&ckpt.path, |m, r| {
-        let Some((pid, runs)) = wanted.get(&m.name) else { return Ok(()) };
+        let Some((pid, runs)) = wanted.get(&m.name) else {
+            return Ok(());
+        };
         let mut pos = 0u64;
         for run in runs {
             if run.offset < pos {
@@ -97,11 +102,12 @@ fn read_exact(r: &mut dyn Read, buf: &mut [u8], member: &str, offset: u64) -> Re
 }
 
 fn skip(r: &mut dyn Read, n: u64, member: &str, offset: u64) -> Result<()> {
-    let copied = std::io::copy(&mut r.take(n), &mut std::io::sink()).map_err(|source| Error::Read {
-        path: Default::default(),
-        member: member.to_string(),
-        source,
-    })?;
+    let copied =
+        std::io::copy(&mut r.take(n), &mut std::io::sink()).map_err(|source| Error::Read {
+            path: Default::default(),
+            member: member.to_string(),
+            source,
+        })?;
     if copied < n {
         return Err(Error::Truncated {
             member: member.to_string(),
@@ -230,20 +236,40 @@ impl Pattern {
 pub fn printable(bytes: &[u8]) -> String {
     bytes
         .iter()
-        .map(|&b| if (0x20..0x7f).contains(&b) { b as char } else { '.' })
+        .map(|&b| {
+            if (0x20..0x7f).contains(&b) {
+                b as char
+            } else {
+                '.'
+            }
+        })
         .collect()
 }
 
 /// Searches the dumped memory of `pid`.
-pub fn search(ckpt: &Checkpoint, pid: u32, pattern: &Pattern, context: usize) -> Result<Vec<Match>> {
+pub fn search(
+    ckpt: &Checkpoint,
+    pid: u32,
+    pattern: &Pattern,
+    context: usize,
+) -> Result<Vec<Match>> {
     let Some(proc_) = ckpt.processes.get(&pid) else {
         return Err(Error::NoSuchPid {
             pid,
-            known: ckpt.processes.keys().map(u32::to_string).collect::<Vec<_>>().join(", "),
+            known: ckpt
+                .processes
+                .keys()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
         });
     };
     let re = pattern.compile()?;
-    let vmas: Vec<Vma> = proc_.memory.as_ref().map(|m| m.vmas.clone()).unwrap_or_default();
+    let vmas: Vec<Vma> = proc_
+        .memory
+        .as_ref()
+        .map(|m| m.vmas.clone())
+        .unwrap_or_default();
     let mut window: Vec<u8> = Vec::new();
     let mut window_start = 0u64;
     let mut seen: BTreeSet<u64> = BTreeSet::new();
@@ -281,7 +307,10 @@ pub fn search(ckpt: &Checkpoint, pid: u32, pattern: &Pattern, context: usize) ->
                 after: printable(window.get(m.end()..a).unwrap_or_default()),
             });
             if out.len() >= MAX_MATCHES {
-                tracing::warn!(max = MAX_MATCHES, "memory search stopped at the match limit");
+                tracing::warn!(
+                    max = MAX_MATCHES,
+                    "memory search stopped at the match limit"
+                );
                 break;
             }
         }

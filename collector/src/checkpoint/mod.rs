@@ -47,9 +47,18 @@ pub struct LoadOptions {
 
 /// Image members kept in memory for decoding.
 fn wanted_image(name: &str) -> bool {
-    const SINGLE: &[&str] = &["inventory.img", "pstree.img", "files.img", "seccomp.img", "stats-dump"];
-    const PREFIXES: &[&str] = &["core-", "ids-", "fdinfo-", "fs-", "utsns-", "mm-", "pagemap-"];
-    SINGLE.contains(&name) || (name.ends_with(".img") && PREFIXES.iter().any(|p| name.starts_with(p)))
+    const SINGLE: &[&str] = &[
+        "inventory.img",
+        "pstree.img",
+        "files.img",
+        "seccomp.img",
+        "stats-dump",
+    ];
+    const PREFIXES: &[&str] = &[
+        "core-", "ids-", "fdinfo-", "fs-", "utsns-", "mm-", "pagemap-",
+    ];
+    SINGLE.contains(&name)
+        || (name.ends_with(".img") && PREFIXES.iter().any(|p| name.starts_with(p)))
 }
 
 const METADATA: &[&str] = &[
@@ -111,7 +120,11 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Checkpoint> {
         }
     }
 
-    let members: BTreeMap<String, u64> = summary.members.iter().map(|m| (m.name.clone(), m.size)).collect();
+    let members: BTreeMap<String, u64> = summary
+        .members
+        .iter()
+        .map(|m| (m.name.clone(), m.size))
+        .collect();
     let checkpoint_size = members
         .iter()
         .filter(|(n, _)| n.starts_with("checkpoint/"))
@@ -207,7 +220,11 @@ fn decode_images(
     let files: BTreeMap<u32, proto::FileEntry> = match get("files.img") {
         Some(data) => soft(
             &mut problems,
-            decode_all::<proto::FileEntry>(&member_name("files.img"), data, Header::Common(image::FILES_MAGIC)),
+            decode_all::<proto::FileEntry>(
+                &member_name("files.img"),
+                data,
+                Header::Common(image::FILES_MAGIC),
+            ),
         )
         .unwrap_or_default()
         .into_iter()
@@ -215,13 +232,22 @@ fn decode_images(
         .collect(),
         None => BTreeMap::new(),
     };
-    let reg_name = |id: u32| -> Option<String> { files.get(&id).and_then(|f| f.reg.as_ref()).and_then(|r| r.name.clone()) };
+    let reg_name = |id: u32| -> Option<String> {
+        files
+            .get(&id)
+            .and_then(|f| f.reg.as_ref())
+            .and_then(|r| r.name.clone())
+    };
 
     for entry in &tree {
         let Some(pid) = entry.pid else { continue };
         let core_name = format!("core-{pid}.img");
         let core: proto::CoreEntry = match get(&core_name) {
-            Some(data) => decode_one(&member_name(&core_name), data, Header::Common(image::CORE_MAGIC))?,
+            Some(data) => decode_one(
+                &member_name(&core_name),
+                data,
+                Header::Common(image::CORE_MAGIC),
+            )?,
             None => {
                 problems.push(format!("member {}: missing", member_name(&core_name)));
                 proto::CoreEntry::default()
@@ -231,7 +257,11 @@ fn decode_images(
         let creds = core.thread_core.as_ref().and_then(|t| t.creds.clone());
 
         let mut threads = Vec::new();
-        let tids = if entry.threads.is_empty() { vec![pid] } else { entry.threads.clone() };
+        let tids = if entry.threads.is_empty() {
+            vec![pid]
+        } else {
+            entry.threads.clone()
+        };
         for tid in tids {
             let tcore = if tid == pid {
                 Some(core.clone())
@@ -240,7 +270,11 @@ fn decode_images(
                 get(&n).and_then(|d| {
                     soft(
                         &mut problems,
-                        decode_one::<proto::CoreEntry>(&member_name(&n), d, Header::Common(image::CORE_MAGIC)),
+                        decode_one::<proto::CoreEntry>(
+                            &member_name(&n),
+                            d,
+                            Header::Common(image::CORE_MAGIC),
+                        ),
                     )
                 })
             };
@@ -266,7 +300,11 @@ fn decode_images(
             if let Some(d) = get(&n) {
                 let entries = soft(
                     &mut problems,
-                    decode_all::<proto::FdinfoEntry>(&member_name(&n), d, Header::Common(image::FDINFO_MAGIC)),
+                    decode_all::<proto::FdinfoEntry>(
+                        &member_name(&n),
+                        d,
+                        Header::Common(image::FDINFO_MAGIC),
+                    ),
                 )
                 .unwrap_or_default();
                 for fe in entries {
@@ -291,7 +329,11 @@ fn decode_images(
         let (cwd, root) = match get(&format!("fs-{pid}.img")) {
             Some(d) => soft(
                 &mut problems,
-                decode_one::<proto::FsEntry>(&member_name(&format!("fs-{pid}.img")), d, Header::Common(image::FS_MAGIC)),
+                decode_one::<proto::FsEntry>(
+                    &member_name(&format!("fs-{pid}.img")),
+                    d,
+                    Header::Common(image::FS_MAGIC),
+                ),
             )
             .map(|fs| (fs.cwd_id.and_then(reg_name), fs.root_id.and_then(reg_name)))
             .unwrap_or((None, None)),
@@ -320,7 +362,10 @@ fn decode_images(
                 cmdline: None,
                 env: None,
                 memory,
-                seccomp_mode: thread_core.seccomp_mode.or(tc.old_seccomp_mode).unwrap_or(0) as u32,
+                seccomp_mode: thread_core
+                    .seccomp_mode
+                    .or(tc.old_seccomp_mode)
+                    .unwrap_or(0) as u32,
                 seccomp_filter: thread_core.seccomp_filter.or(tc.old_seccomp_filter),
                 files_id,
                 uts_ns_id: ids.as_ref().and_then(|i| i.uts_ns_id),
@@ -338,7 +383,11 @@ fn decode_images(
         if let Some(uts) = get(&n).and_then(|d| {
             soft(
                 &mut problems,
-                decode_one::<proto::UtsnsEntry>(&member_name(&n), d, Header::Common(image::UTSNS_MAGIC)),
+                decode_one::<proto::UtsnsEntry>(
+                    &member_name(&n),
+                    d,
+                    Header::Common(image::UTSNS_MAGIC),
+                ),
             )
         }) {
             ckpt.hostname = uts.nodename;
@@ -355,7 +404,10 @@ fn decode_images(
             for (i, f) in entry.seccomp_filters.iter().enumerate() {
                 let raw = f.filter.as_deref().unwrap_or_default();
                 match seccomp::parse_filter(&member, i, raw) {
-                    Ok(insns) => ckpt.seccomp_filters.push(seccomp::Filter { insns, prev: f.prev }),
+                    Ok(insns) => ckpt.seccomp_filters.push(seccomp::Filter {
+                        insns,
+                        prev: f.prev,
+                    }),
                     Err(e) => {
                         problems.push(e.to_string());
                         // Keep indexes aligned with the image.
@@ -397,11 +449,16 @@ pub fn decode_stats(member: &str, data: &[u8]) -> Result<Option<DumpStats>> {
 }
 
 fn thread_from_core(tid: u32, core: Option<&proto::CoreEntry>) -> Thread {
-    let regs = core.and_then(|c| c.thread_info.as_ref()).and_then(|t| t.gpregs.as_ref());
+    let regs = core
+        .and_then(|c| c.thread_info.as_ref())
+        .and_then(|t| t.gpregs.as_ref());
     let comm = core
         .and_then(|c| c.thread_core.as_ref())
         .and_then(|t| t.comm.clone())
-        .or_else(|| core.and_then(|c| c.tc.as_ref()).and_then(|t| t.comm.clone()));
+        .or_else(|| {
+            core.and_then(|c| c.tc.as_ref())
+                .and_then(|t| t.comm.clone())
+        });
     let compat = regs.and_then(|r| r.mode) == Some(2);
     let syscall = regs.and_then(|r| {
         let orig = r.orig_ax? as i64;
@@ -446,7 +503,11 @@ fn decode_memory<'a>(
     let mm_name = format!("mm-{pid}.img");
     let mm = soft(
         problems,
-        decode_one::<proto::MmEntry>(&member_name(&mm_name), get(&mm_name)?, Header::Common(image::MM_MAGIC)),
+        decode_one::<proto::MmEntry>(
+            &member_name(&mm_name),
+            get(&mm_name)?,
+            Header::Common(image::MM_MAGIC),
+        ),
     )?;
     let vmas = mm
         .vmas
@@ -485,7 +546,11 @@ fn decode_memory<'a>(
                 let flags = e.flags.unwrap_or(0);
                 let in_parent = e.in_parent.unwrap_or(false) || flags & 1 != 0;
                 // Old images have no flags: data present unless in the parent.
-                let present = if e.flags.is_some() { flags & 4 != 0 } else { !in_parent };
+                let present = if e.flags.is_some() {
+                    flags & 4 != 0
+                } else {
+                    !in_parent
+                };
                 let nr = e.nr_pages.unwrap_or(0) as u64;
                 if present && !in_parent {
                     memory.runs.push(PageRun {
@@ -615,9 +680,14 @@ pub fn file_kind(f: &proto::FileEntry) -> FileKind {
         let raw = u.name.clone().unwrap_or_default();
         let mut path = if raw.first() == Some(&0) {
             // Abstract namespace: conventionally shown with a leading '@'.
-            format!("@{}", String::from_utf8_lossy(&raw[1..]).trim_end_matches('\0'))
+            format!(
+                "@{}",
+                String::from_utf8_lossy(&raw[1..]).trim_end_matches('\0')
+            )
         } else {
-            String::from_utf8_lossy(&raw).trim_end_matches('\0').to_string()
+            String::from_utf8_lossy(&raw)
+                .trim_end_matches('\0')
+                .to_string()
         };
         if let Some(dir) = &u.name_dir {
             if !path.starts_with('/') && !path.starts_with('@') && !path.is_empty() {
@@ -667,21 +737,30 @@ fn parse_json(member: &str, data: &[u8]) -> Result<Value> {
 }
 
 fn str_at<'a>(v: &'a Value, keys: &[&str]) -> Option<&'a str> {
-    keys.iter().find_map(|k| v.get(*k).and_then(Value::as_str)).filter(|s| !s.is_empty())
+    keys.iter()
+        .find_map(|k| v.get(*k).and_then(Value::as_str))
+        .filter(|s| !s.is_empty())
 }
 
-fn decode_metadata(ckpt: &mut Checkpoint, meta: &BTreeMap<String, Vec<u8>>, inventory_mtime: Option<u64>) {
+fn decode_metadata(
+    ckpt: &mut Checkpoint,
+    meta: &BTreeMap<String, Vec<u8>>,
+    inventory_mtime: Option<u64>,
+) {
     let mut problems = std::mem::take(&mut ckpt.problems);
     let mut md = Metadata::default();
     let json = |problems: &mut Vec<String>, name: &str| -> Option<Value> {
-        meta.get(name).and_then(|d| soft(problems, parse_json(name, d)))
+        meta.get(name)
+            .and_then(|d| soft(problems, parse_json(name, d)))
     };
 
     if let Some(cfg) = json(&mut problems, "config.dump") {
         md.id = str_at(&cfg, &["id", "ID"]).map(str::to_string);
         md.name = str_at(&cfg, &["name", "Name"]).map(str::to_string);
-        md.image = str_at(&cfg, &["rootfsImageName", "rootfsImage", "RootfsImageName"]).map(str::to_string);
-        md.image_ref = str_at(&cfg, &["rootfsImageRef", "rootfsImageID", "RootfsImageRef"]).map(str::to_string);
+        md.image = str_at(&cfg, &["rootfsImageName", "rootfsImage", "RootfsImageName"])
+            .map(str::to_string);
+        md.image_ref = str_at(&cfg, &["rootfsImageRef", "rootfsImageID", "RootfsImageRef"])
+            .map(str::to_string);
         md.runtime = str_at(&cfg, &["runtime", "OCIRuntime"]).map(str::to_string);
         md.created = str_at(&cfg, &["createdTime", "CreatedTime"]).map(str::to_string);
         md.checkpointed = str_at(&cfg, &["checkpointedTime", "CheckpointedAt"]).map(str::to_string);
@@ -694,7 +773,10 @@ fn decode_metadata(ckpt: &mut Checkpoint, meta: &BTreeMap<String, Vec<u8>>, inve
                 .collect();
         }
         if let Some(args) = spec.pointer("/process/args").and_then(Value::as_array) {
-            md.command = args.iter().filter_map(|a| a.as_str().map(str::to_string)).collect();
+            md.command = args
+                .iter()
+                .filter_map(|a| a.as_str().map(str::to_string))
+                .collect();
         }
         if let Some(mounts) = spec.get("mounts").and_then(Value::as_array) {
             ckpt.mounts = mounts
@@ -734,8 +816,12 @@ fn decode_metadata(ckpt: &mut Checkpoint, meta: &BTreeMap<String, Vec<u8>>, inve
             ckpt.bind_mounts = list
                 .iter()
                 .map(|m| BindMount {
-                    destination: str_at(m, &["destination", "Destination"]).unwrap_or_default().to_string(),
-                    source: str_at(m, &["source", "Source"]).unwrap_or_default().to_string(),
+                    destination: str_at(m, &["destination", "Destination"])
+                        .unwrap_or_default()
+                        .to_string(),
+                    source: str_at(m, &["source", "Source"])
+                        .unwrap_or_default()
+                        .to_string(),
                     options: string_list(m.get("options").or_else(|| m.get("Options"))),
                 })
                 .collect();
@@ -750,7 +836,11 @@ fn decode_metadata(ckpt: &mut Checkpoint, meta: &BTreeMap<String, Vec<u8>>, inve
 
 fn string_list(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -822,7 +912,9 @@ pub fn list(dir: &Path) -> Result<Vec<Listed>> {
     paths.sort();
     let mut out = Vec::new();
     for p in paths {
-        let Ok(meta) = std::fs::symlink_metadata(&p) else { continue };
+        let Ok(meta) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         let is_archive = meta.is_file()
             && [".tar", ".tar.gz", ".tgz", ".tar.zst", ".tar.zstd"]
@@ -869,7 +961,10 @@ mod tests {
         // 10.88.0.7 as CRIU stores it: the in_addr bytes read as a native u32.
         let w = u32::from_le_bytes([10, 88, 0, 7]);
         assert_eq!(inet_addr(2, &[w], 80), "10.88.0.7:80");
-        assert_eq!(inet_addr(10, &[0, 0, 0, u32::from_le_bytes([0, 0, 0, 1])], 443), "[::1]:443");
+        assert_eq!(
+            inet_addr(10, &[0, 0, 0, u32::from_le_bytes([0, 0, 0, 1])], 443),
+            "[::1]:443"
+        );
         assert_eq!(inet_addr(2, &[], 0), "0.0.0.0:0");
     }
 
@@ -907,7 +1002,11 @@ pub fn seccomp_chains(ckpt: &Checkpoint) -> Vec<SeccompChain> {
         if let (2, Some(last)) = (p.seccomp_mode, p.seccomp_filter) {
             let key: Key = seccomp::chain(&ckpt.seccomp_filters, last)
                 .iter()
-                .filter_map(|&i| ckpt.seccomp_filters.get(i as usize).map(|f| f.insns.clone()))
+                .filter_map(|&i| {
+                    ckpt.seccomp_filters
+                        .get(i as usize)
+                        .map(|f| f.insns.clone())
+                })
                 .collect();
             let g = groups.entry(key).or_default();
             if !g.0.contains(&last) {

@@ -273,7 +273,11 @@ impl Vma {
             if p & 1 != 0 { 'r' } else { '-' },
             if p & 2 != 0 { 'w' } else { '-' },
             if p & 4 != 0 { 'x' } else { '-' },
-            if self.status & (1 << 7 | 1 << 8) != 0 { 's' } else { 'p' },
+            if self.status & (1 << 7 | 1 << 8) != 0 {
+                's'
+            } else {
+                'p'
+            },
         )
     }
 }

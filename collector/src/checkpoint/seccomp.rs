@@ -55,11 +55,17 @@ pub fn parse_filter(member: &str, index: usize, raw: &[u8]) -> Result<Vec<Insn>>
         index,
         reason,
     };
-    if raw.is_empty() || raw.len() % 8 != 0 {
-        return Err(bad(format!("{} bytes is not a whole number of 8-byte instructions", raw.len())));
+    if raw.is_empty() || !raw.chunks_exact(8).remainder().is_empty() {
+        return Err(bad(format!(
+            "{} bytes is not a whole number of 8-byte instructions",
+            raw.len()
+        )));
     }
     if raw.len() / 8 > BPF_MAXINSNS {
-        return Err(bad(format!("{} instructions, more than BPF_MAXINSNS", raw.len() / 8)));
+        return Err(bad(format!(
+            "{} instructions, more than BPF_MAXINSNS",
+            raw.len() / 8
+        )));
     }
     Ok(raw
         .chunks_exact(8)
@@ -159,7 +165,11 @@ pub fn run(prog: &[Insn], nr: u32, arch: u32) -> Outcomes {
                 }
                 // BPF_ALU
                 0x04 => {
-                    let src = if code & 0x08 != 0 { st.x } else { Val::Known(k) };
+                    let src = if code & 0x08 != 0 {
+                        st.x
+                    } else {
+                        Val::Known(k)
+                    };
                     st.a = match (code & 0xf0, st.a, src) {
                         (0x80, Val::Known(a), _) => Val::Known(a.wrapping_neg()),
                         (0x80, Val::Unknown, _) => Val::Unknown,
@@ -182,7 +192,11 @@ pub fn run(prog: &[Insn], nr: u32, arch: u32) -> Outcomes {
                         st.pc = st.pc.saturating_add(k as usize);
                         continue;
                     }
-                    let src = if code & 0x08 != 0 { st.x } else { Val::Known(k) };
+                    let src = if code & 0x08 != 0 {
+                        st.x
+                    } else {
+                        Val::Known(k)
+                    };
                     let taken = match (st.a, src) {
                         (Val::Known(a), Val::Known(b)) => match op {
                             0x10 => Some(a == b),
@@ -386,15 +400,15 @@ mod tests {
     /// everything else errno(EPERM).
     fn prog() -> Vec<Insn> {
         vec![
-            ins(0x20, 0, 0, 4),                   // ld arch
-            ins(0x15, 1, 0, AUDIT_ARCH_X86_64),   // jeq arch
-            ins(0x06, 0, 0, RET_KILL_PROCESS),    // ret kill
-            ins(0x20, 0, 0, 0),                   // ld nr
-            ins(0x15, 0, 1, 0),                   // jeq read
+            ins(0x20, 0, 0, 4),                 // ld arch
+            ins(0x15, 1, 0, AUDIT_ARCH_X86_64), // jeq arch
+            ins(0x06, 0, 0, RET_KILL_PROCESS),  // ret kill
+            ins(0x20, 0, 0, 0),                 // ld nr
+            ins(0x15, 0, 1, 0),                 // jeq read
             ins(0x06, 0, 0, RET_ALLOW),
-            ins(0x15, 0, 3, 1),                   // jeq write
-            ins(0x20, 0, 0, 16),                  // ld args[0] low
-            ins(0x15, 0, 1, 2),                   // jeq 2
+            ins(0x15, 0, 3, 1),  // jeq write
+            ins(0x20, 0, 0, 16), // ld args[0] low
+            ins(0x15, 0, 1, 2),  // jeq 2
             ins(0x06, 0, 0, RET_ALLOW),
             ins(0x06, 0, 0, RET_ERRNO | 1),
         ]
@@ -403,13 +417,22 @@ mod tests {
     #[test]
     fn evaluates_known_and_conditional_paths() {
         let p = prog();
-        assert_eq!(run(&p, 0, AUDIT_ARCH_X86_64).returns, BTreeSet::from([RET_ALLOW]));
-        assert_eq!(run(&p, 0, 0x4000_0003).returns, BTreeSet::from([RET_KILL_PROCESS]));
+        assert_eq!(
+            run(&p, 0, AUDIT_ARCH_X86_64).returns,
+            BTreeSet::from([RET_ALLOW])
+        );
+        assert_eq!(
+            run(&p, 0, 0x4000_0003).returns,
+            BTreeSet::from([RET_KILL_PROCESS])
+        );
         assert_eq!(
             run(&p, 1, AUDIT_ARCH_X86_64).returns,
             BTreeSet::from([RET_ALLOW, RET_ERRNO | 1])
         );
-        let f = vec![Filter { insns: p, prev: None }];
+        let f = vec![Filter {
+            insns: p,
+            prev: None,
+        }];
         let v = evaluate(&f, 0);
         assert!(v.allowed.contains("read"));
         assert!(v.conditional.contains("write"));
@@ -426,12 +449,21 @@ mod tests {
             ins(0x06, 0, 0, RET_ALLOW),
         ];
         let filters = vec![
-            Filter { insns: allow_all, prev: None },
-            Filter { insns: deny_read, prev: Some(0) },
+            Filter {
+                insns: allow_all,
+                prev: None,
+            },
+            Filter {
+                insns: deny_read,
+                prev: Some(0),
+            },
         ];
         let v = evaluate(&filters, 1);
         assert_eq!(v.chain, vec![1, 0]);
-        assert_eq!(v.denied.get("read").map(String::as_str), Some("kill_thread"));
+        assert_eq!(
+            v.denied.get("read").map(String::as_str),
+            Some("kill_thread")
+        );
         assert!(v.allowed.contains("write"));
     }
 
@@ -443,7 +475,10 @@ mod tests {
         assert!(run(&p, 0, AUDIT_ARCH_X86_64).undetermined);
         let p = vec![ins(0x00, 0, 0, 0), ins(0x34, 0, 0, 0), ins(0x16, 0, 0, 0)];
         assert!(run(&p, 0, AUDIT_ARCH_X86_64).undetermined);
-        let f = vec![Filter { insns: vec![], prev: Some(0) }];
+        let f = vec![Filter {
+            insns: vec![],
+            prev: Some(0),
+        }];
         assert_eq!(chain(&f, 0), vec![0]);
     }
 }

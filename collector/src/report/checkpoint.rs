@@ -81,7 +81,11 @@ fn write_table<W: Write>(out: &mut W, header: &[&str], rows: &[Vec<String>]) -> 
             if i + 1 == cells.len() {
                 s.push_str(c);
             } else {
-                let pad = widths.get(i).copied().unwrap_or(0).saturating_sub(c.chars().count());
+                let pad = widths
+                    .get(i)
+                    .copied()
+                    .unwrap_or(0)
+                    .saturating_sub(c.chars().count());
                 s.push_str(c);
                 s.push_str(&" ".repeat(pad + 2));
             }
@@ -104,9 +108,15 @@ fn show_row(c: &Checkpoint) -> Vec<String> {
         or_dash(md.runtime.as_deref()).to_string(),
         or_dash(md.created.as_deref()).to_string(),
         or_dash(md.engine.as_deref()).to_string(),
-        if md.ips.is_empty() { "-".into() } else { md.ips.join(",") },
+        if md.ips.is_empty() {
+            "-".into()
+        } else {
+            md.ips.join(",")
+        },
         human_size(c.checkpoint_size),
-        c.rootfs_diff_size.map(human_size).unwrap_or_else(|| "-".into()),
+        c.rootfs_diff_size
+            .map(human_size)
+            .unwrap_or_else(|| "-".into()),
     ]
 }
 
@@ -180,7 +190,12 @@ pub fn write_show<W: Write>(out: &mut W, cks: &[Checkpoint], style: Style) -> io
 }
 
 /// `checkpoint list`.
-pub fn write_list<W: Write>(out: &mut W, dir: &std::path::Path, items: &[Listed], style: Style) -> io::Result<()> {
+pub fn write_list<W: Write>(
+    out: &mut W,
+    dir: &std::path::Path,
+    items: &[Listed],
+    style: Style,
+) -> io::Result<()> {
     match style {
         Style::Json => {
             #[derive(Serialize)]
@@ -225,16 +240,33 @@ pub fn write_list<W: Write>(out: &mut W, dir: &std::path::Path, items: &[Listed]
                             or_dash(c.metadata.pod_namespace.as_deref()).to_string(),
                             or_dash(c.metadata.container_name.as_deref()).to_string(),
                             or_dash(c.metadata.engine.as_deref()).to_string(),
-                            or_dash(c.metadata.checkpointed.as_deref().or(l.modified.as_deref())).to_string(),
+                            or_dash(c.metadata.checkpointed.as_deref().or(l.modified.as_deref()))
+                                .to_string(),
                             human_size(l.size),
                         ],
-                        Err(e) => vec![name, format!("error: {e}"), String::new(), String::new(), String::new(), String::new(), human_size(l.size)],
+                        Err(e) => vec![
+                            name,
+                            format!("error: {e}"),
+                            String::new(),
+                            String::new(),
+                            String::new(),
+                            String::new(),
+                            human_size(l.size),
+                        ],
                     }
                 })
                 .collect();
             write_table(
                 out,
-                &["FILE", "POD", "NAMESPACE", "CONTAINER", "ENGINE", "CHECKPOINTED", "SIZE"],
+                &[
+                    "FILE",
+                    "POD",
+                    "NAMESPACE",
+                    "CONTAINER",
+                    "ENGINE",
+                    "CHECKPOINTED",
+                    "SIZE",
+                ],
                 &rows,
             )
         }
@@ -290,7 +322,12 @@ impl Node {
         let n = self.children.len();
         for (i, c) in self.children.iter().enumerate() {
             let last = i + 1 == n;
-            writeln!(out, "{prefix}{}{}", if last { "└── " } else { "├── " }, c.label)?;
+            writeln!(
+                out,
+                "{prefix}{}{}",
+                if last { "└── " } else { "├── " },
+                c.label
+            )?;
             let next = format!("{prefix}{}", if last { "    " } else { "│   " });
             c.write_children(out, &next)?;
         }
@@ -301,7 +338,10 @@ impl Node {
 /// `alive, in wait4` / `zombie (exit 1)`.
 pub fn task_status(p: &Process) -> String {
     let mut s = p.state.as_str().to_string();
-    if matches!(p.state, crate::checkpoint::TaskState::Zombie | crate::checkpoint::TaskState::Dead) {
+    if matches!(
+        p.state,
+        crate::checkpoint::TaskState::Zombie | crate::checkpoint::TaskState::Dead
+    ) {
         s.push_str(&format!(", exit {}", p.exit_code));
     }
     if let Some(sc) = p.threads.first().and_then(|t| t.syscall.as_ref()) {
@@ -315,7 +355,10 @@ fn thread_label(t: &Thread) -> String {
         "thread {} {}{}",
         t.tid,
         t.comm.as_deref().unwrap_or("?"),
-        t.syscall.as_ref().map(|s| format!(" (in {})", s.name)).unwrap_or_default()
+        t.syscall
+            .as_ref()
+            .map(|s| format!(" (in {})", s.name))
+            .unwrap_or_default()
     )
 }
 
@@ -331,8 +374,15 @@ fn fd_label(fd: u32, kind: &FileKind) -> String {
             peer,
         } => {
             let name = if path.is_empty() { "(unnamed)" } else { path };
-            let peer = if *peer != 0 { format!(" peer {peer}") } else { String::new() };
-            format!("fd {fd}: unix {type} {name} {state} ino {ino}{peer}", r#type = r#type)
+            let peer = if *peer != 0 {
+                format!(" peer {peer}")
+            } else {
+                String::new()
+            };
+            format!(
+                "fd {fd}: unix {type} {name} {state} ino {ino}{peer}",
+                r#type = r#type
+            )
         }
         FileKind::Inet {
             proto,
@@ -448,20 +498,29 @@ fn seccomp_node(chains: &[SeccompChain]) -> Node {
             v.denied.len()
         ));
         let mut a = Node::new("allowed");
-        wrap_names(v.allowed.iter(), 100).into_iter().for_each(|l| a.push(Node::new(l)));
+        wrap_names(v.allowed.iter(), 100)
+            .into_iter()
+            .for_each(|l| a.push(Node::new(l)));
         c.push(a);
         if !v.conditional.is_empty() {
             let mut cn = Node::new("allowed for some arguments");
-            wrap_names(v.conditional.iter(), 100).into_iter().for_each(|l| cn.push(Node::new(l)));
+            wrap_names(v.conditional.iter(), 100)
+                .into_iter()
+                .for_each(|l| cn.push(Node::new(l)));
             c.push(cn);
         }
         let mut by_action: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for (name, action) in &v.denied {
-            by_action.entry(action.as_str()).or_default().push(name.clone());
+            by_action
+                .entry(action.as_str())
+                .or_default()
+                .push(name.clone());
         }
         for (action, names) in by_action {
             let mut d = Node::new(format!("denied → {action}: {} syscalls", names.len()));
-            wrap_names(names.iter(), 100).into_iter().for_each(|l| d.push(Node::new(l)));
+            wrap_names(names.iter(), 100)
+                .into_iter()
+                .for_each(|l| d.push(Node::new(l)));
             c.push(d);
         }
         n.push(c);
@@ -485,29 +544,63 @@ pub fn write_inspect<W: Write>(
     root.push(Node::new(format!(
         "Container: {}{}",
         or_dash(md.container_name.as_deref()),
-        md.id.as_deref().map(|i| format!(" ({})", short_id(i))).unwrap_or_default()
+        md.id
+            .as_deref()
+            .map(|i| format!(" ({})", short_id(i)))
+            .unwrap_or_default()
     )));
     if let Some(pod) = &md.pod_name {
-        root.push(Node::new(format!("Pod: {pod} (namespace {})", or_dash(md.pod_namespace.as_deref()))));
+        root.push(Node::new(format!(
+            "Pod: {pod} (namespace {})",
+            or_dash(md.pod_namespace.as_deref())
+        )));
     }
-    root.push(Node::new(format!("Engine: {}", or_dash(md.engine.as_deref()))));
-    root.push(Node::new(format!("Image: {}", or_dash(md.image.as_deref()))));
-    root.push(Node::new(format!("Runtime: {}", or_dash(md.runtime.as_deref()))));
-    root.push(Node::new(format!("Created: {}", or_dash(md.created.as_deref()))));
-    root.push(Node::new(format!("Checkpointed: {}", or_dash(md.checkpointed.as_deref()))));
+    root.push(Node::new(format!(
+        "Engine: {}",
+        or_dash(md.engine.as_deref())
+    )));
+    root.push(Node::new(format!(
+        "Image: {}",
+        or_dash(md.image.as_deref())
+    )));
+    root.push(Node::new(format!(
+        "Runtime: {}",
+        or_dash(md.runtime.as_deref())
+    )));
+    root.push(Node::new(format!(
+        "Created: {}",
+        or_dash(md.created.as_deref())
+    )));
+    root.push(Node::new(format!(
+        "Checkpointed: {}",
+        or_dash(md.checkpointed.as_deref())
+    )));
     root.push(Node::new(format!(
         "IP: {}",
-        if md.ips.is_empty() { "-".into() } else { md.ips.join(", ") }
+        if md.ips.is_empty() {
+            "-".into()
+        } else {
+            md.ips.join(", ")
+        }
     )));
-    root.push(Node::new(format!("Hostname: {}", or_dash(c.hostname.as_deref()))));
-    root.push(Node::new(format!("Checkpoint size: {}", human_size(c.checkpoint_size))));
+    root.push(Node::new(format!(
+        "Hostname: {}",
+        or_dash(c.hostname.as_deref())
+    )));
+    root.push(Node::new(format!(
+        "Checkpoint size: {}",
+        human_size(c.checkpoint_size)
+    )));
     if let Some(d) = c.rootfs_diff_size {
         root.push(Node::new(format!("Root FS diff size: {}", human_size(d))));
     }
     if s.metadata {
         let mut m = Node::new("Metadata");
         m.push(Node::new(format!("ID: {}", or_dash(md.id.as_deref()))));
-        m.push(Node::new(format!("Image ref: {}", or_dash(md.image_ref.as_deref()))));
+        m.push(Node::new(format!(
+            "Image ref: {}",
+            or_dash(md.image_ref.as_deref())
+        )));
         m.push(Node::new(format!("Command: {}", md.command.join(" "))));
         m.push(Node::new(format!(
             "CRIU images: version {}, run id {}{}",
@@ -536,7 +629,10 @@ pub fn write_inspect<W: Write>(
                     .leaf(format!("Memwrite time: {}", micros(st.memwrite_time_us)))
                     .leaf(format!("Pages scanned: {}", st.pages_scanned))
                     .leaf(format!("Pages written: {}", st.pages_written))
-                    .leaf(format!("Pages skipped (parent): {}", st.pages_skipped_parent))
+                    .leaf(format!(
+                        "Pages skipped (parent): {}",
+                        st.pages_skipped_parent
+                    ))
                     .leaf(format!("Pages lazy: {}", st.pages_lazy));
             }
             None => n.push(Node::new("(no stats-dump)")),
@@ -564,12 +660,23 @@ pub fn write_inspect<W: Write>(
     if s.mounts {
         let mut m = Node::new("Mounts (OCI spec)");
         for mt in &c.mounts {
-            m.push(Node::new(format!("{} ← {} ({}) [{}]", mt.destination, mt.source, mt.r#type, mt.options.join(","))));
+            m.push(Node::new(format!(
+                "{} ← {} ({}) [{}]",
+                mt.destination,
+                mt.source,
+                mt.r#type,
+                mt.options.join(",")
+            )));
         }
         if !c.bind_mounts.is_empty() {
             let mut b = Node::new("bind.mounts");
             for bm in &c.bind_mounts {
-                b.push(Node::new(format!("{} ← {} [{}]", bm.destination, bm.source, bm.options.join(","))));
+                b.push(Node::new(format!(
+                    "{} ← {} [{}]",
+                    bm.destination,
+                    bm.source,
+                    bm.options.join(",")
+                )));
             }
             m.push(b);
         }
@@ -578,14 +685,21 @@ pub fn write_inspect<W: Write>(
     if s.rootfs_diff {
         let mut d = Node::new("Root FS diff (rootfs-diff.tar)");
         for e in &c.rootfs_diff {
-            d.push(Node::new(format!("{} {} ({})", e.kind, e.path, human_size(e.size))));
+            d.push(Node::new(format!(
+                "{} {} ({})",
+                e.kind,
+                e.path,
+                human_size(e.size)
+            )));
         }
         if c.rootfs_diff.is_empty() {
             d.push(Node::new("(none)"));
         }
         if !c.deleted_files.is_empty() {
             let mut del = Node::new("Deleted files (deleted.files)");
-            c.deleted_files.iter().for_each(|f| del.push(Node::new(f.clone())));
+            c.deleted_files
+                .iter()
+                .for_each(|f| del.push(Node::new(f.clone())));
             d.push(del);
         }
         root.push(d);
@@ -595,7 +709,9 @@ pub fn write_inspect<W: Write>(
     }
     if !c.problems.is_empty() || !c.ignored_members.is_empty() {
         let mut pr = Node::new("Problems");
-        c.problems.iter().for_each(|p| pr.push(Node::new(p.clone())));
+        c.problems
+            .iter()
+            .for_each(|p| pr.push(Node::new(p.clone())));
         c.ignored_members
             .iter()
             .for_each(|m| pr.push(Node::new(format!("skipped unsafe member name {m}"))));
@@ -674,7 +790,13 @@ fn write_inspect_json<W: Write>(
 }
 
 /// `checkpoint memsearch` hits.
-pub fn write_matches<W: Write>(out: &mut W, pid: u32, pattern: &str, matches: &[Match], style: Style) -> io::Result<()> {
+pub fn write_matches<W: Write>(
+    out: &mut W,
+    pid: u32,
+    pattern: &str,
+    matches: &[Match],
+    style: Style,
+) -> io::Result<()> {
     match style {
         Style::Json => {
             serde_json::to_writer_pretty(&mut *out, matches).map_err(io::Error::other)?;
@@ -682,7 +804,10 @@ pub fn write_matches<W: Write>(out: &mut W, pid: u32, pattern: &str, matches: &[
         }
         Style::Text => {
             if matches.is_empty() {
-                return writeln!(out, "no match for {pattern:?} in the dumped memory of PID {pid}");
+                return writeln!(
+                    out,
+                    "no match for {pattern:?} in the dumped memory of PID {pid}"
+                );
             }
             let rows: Vec<Vec<String>> = matches
                 .iter()
@@ -690,12 +815,19 @@ pub fn write_matches<W: Write>(out: &mut W, pid: u32, pattern: &str, matches: &[
                     vec![
                         format!("0x{:016x}", m.address),
                         format!("{} {}", m.perms, m.mapping),
-                        format!("0x{:x}-0x{:x}+0x{:x}", m.mapping_start, m.mapping_end, m.offset_in_mapping),
+                        format!(
+                            "0x{:x}-0x{:x}+0x{:x}",
+                            m.mapping_start, m.mapping_end, m.offset_in_mapping
+                        ),
                         sanitize(&format!("{}[{}]{}", m.before, m.matched, m.after)),
                     ]
                 })
                 .collect();
-            write_table(out, &["ADDRESS", "MAPPING", "RANGE+OFFSET", "CONTEXT"], &rows)?;
+            write_table(
+                out,
+                &["ADDRESS", "MAPPING", "RANGE+OFFSET", "CONTEXT"],
+                &rows,
+            )?;
             writeln!(out, "{} match(es) in PID {pid}", matches.len())
         }
     }
@@ -721,6 +853,9 @@ mod tests {
         root.push(Node::new("b"));
         let mut out = Vec::new();
         root.write(&mut out).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), "r\n├── a\n│   └── a1\n└── b\n");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "r\n├── a\n│   └── a1\n└── b\n"
+        );
     }
 }

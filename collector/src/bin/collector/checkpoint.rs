@@ -137,7 +137,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 render::write_show(&mut out, &loaded, table_style(format))?;
             }
             out.flush()?;
-            Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+            Ok(if failed > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Inspect {
             archive,
@@ -191,7 +195,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             if let Some(pid) = pid {
                 if !ckpt.processes.contains_key(&pid) {
                     let known: Vec<String> = ckpt.processes.keys().map(u32::to_string).collect();
-                    bail!("no process with PID {pid} in {} (PIDs: {})", archive.display(), known.join(", "));
+                    bail!(
+                        "no process with PID {pid} in {} (PIDs: {})",
+                        archive.display(),
+                        known.join(", ")
+                    );
                 }
             }
             let chains = s.seccomp.then(|| checkpoint::seccomp_chains(&ckpt));
@@ -221,7 +229,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("searching PID {pid} in {}", archive.display()))?;
             render::write_matches(&mut out, pid, &shown, &matches, table_style(format))?;
             out.flush()?;
-            Ok(if matches.is_empty() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+            Ok(if matches.is_empty() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::List { dir, format } => {
             let items = checkpoint::list(&dir)?;
