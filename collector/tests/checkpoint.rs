@@ -3,6 +3,10 @@
 //! a busybox `sh` (PID 1) that wrote /data/written.txt, runs `syslogd` on
 //! /dev/log, keeps "ofsa-marker-42-in-memory" in its heap, and has a child
 //! `sh` sitting in wait4() for its `sleep`.
+//!
+//! Figures that differ from one dump to the next (stats times, the CRIU run
+//! id, the IP) are those of the committed fixtures: after re-running the
+//! script, update them here.
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};

@@ -7,19 +7,19 @@ use std::path::PathBuf;
 /// Errors from reading a checkpoint archive and decoding its CRIU images.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot open checkpoint {path}: {source}")]
+    #[error("cannot open checkpoint {path}")]
     Open {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: reading archive: {source}")]
+    #[error("{path}: reading archive")]
     Archive {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: member {member}: read failed: {source}")]
+    #[error("{path}: member {member}: read failed")]
     Read {
         path: PathBuf,
         member: String,
@@ -72,7 +72,7 @@ pub enum Error {
         len: u64,
         available: usize,
     },
-    #[error("member {member}: protobuf entry at offset {offset}: {source}")]
+    #[error("member {member}: protobuf entry at offset {offset}")]
     Decode {
         member: String,
         offset: usize,
@@ -81,13 +81,13 @@ pub enum Error {
     },
     #[error("member {member}: empty image (no entry)")]
     NoEntry { member: String },
-    #[error("member {member}: invalid JSON: {source}")]
+    #[error("member {member}: invalid JSON")]
     Json {
         member: String,
         #[source]
         source: serde_json::Error,
     },
-    #[error("member {member}: nested tar: {source}")]
+    #[error("member {member}: nested tar")]
     NestedTar {
         member: String,
         #[source]
@@ -101,9 +101,9 @@ pub enum Error {
     },
     #[error("no process with PID {pid} in checkpoint/pstree.img (PIDs: {known})")]
     NoSuchPid { pid: u32, known: String },
-    #[error("invalid search pattern: {0}")]
+    #[error("invalid search pattern")]
     Pattern(#[from] regex::Error),
-    #[error("cannot list {path}: {source}")]
+    #[error("cannot list {path}")]
     List {
         path: PathBuf,
         #[source]
@@ -112,3 +112,18 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The message with its causes, `a: b: c`, for places that keep an
+    /// error as one line of text (problems, `list` rows).
+    pub fn to_line(&self) -> String {
+        let mut line = self.to_string();
+        let mut cur = std::error::Error::source(self);
+        while let Some(e) = cur {
+            line.push_str(": ");
+            line.push_str(&e.to_string());
+            cur = e.source();
+        }
+        line
+    }
+}

@@ -94,7 +94,7 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Checkpoint> {
                 Ok(list) => rootfs_diff = list,
                 Err(e) => {
                     tracing::warn!(error = %e, "rootfs-diff.tar unreadable");
-                    problems.push(e.to_string());
+                    problems.push(e.to_line());
                 }
             }
         }
@@ -178,7 +178,7 @@ fn soft<T>(problems: &mut Vec<String>, r: Result<T>) -> Option<T> {
     match r {
         Ok(v) => Some(v),
         Err(e) => {
-            problems.push(e.to_string());
+            problems.push(e.to_line());
             None
         }
     }
@@ -409,7 +409,7 @@ fn decode_images(
                         prev: f.prev,
                     }),
                     Err(e) => {
-                        problems.push(e.to_string());
+                        problems.push(e.to_line());
                         // Keep indexes aligned with the image.
                         ckpt.seccomp_filters.push(seccomp::Filter {
                             insns: Vec::new(),
@@ -926,7 +926,7 @@ pub fn list(dir: &Path) -> Result<Vec<Listed>> {
         }
         let checkpoint = load(&p, &LoadOptions::default())
             .map(Box::new)
-            .map_err(|e| e.to_string());
+            .map_err(|e| e.to_line());
         out.push(Listed {
             size: if is_dir {
                 checkpoint.as_ref().map(|c| c.archive_size).unwrap_or(0)

@@ -128,7 +128,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 match checkpoint::load(a, &LoadOptions::default()) {
                     Ok(c) => loaded.push(c),
                     Err(e) => {
-                        eprintln!("collector: {e}");
+                        eprintln!("collector: {:#}", anyhow::Error::new(e));
                         failed += 1;
                     }
                 }
