@@ -26,7 +26,8 @@ install: build
 	install -D -m 0755 target/release/oci-ftrace-hook $(DESTDIR)$(LIBEXEC)/oci-ftrace-hook
 	install -D -m 0755 target/release/collector $(DESTDIR)$(PREFIX)/bin/collector
 	target/release/collector install-hooks --hook-path $(LIBEXEC)/oci-ftrace-hook \
-		--hooks-dir $(DESTDIR)$(HOOKS_DIR) --state-dir $(STATE_DIR)
+		--hooks-dir $(DESTDIR)$(HOOKS_DIR) --state-dir $(STATE_DIR) \
+		--hook-arg=--collector=$(PREFIX)/bin/collector
 	@if [ -n "$(PODMAN_DROPIN)" ]; then \
 		mkdir -p $$(dirname $(DESTDIR)$(PODMAN_DROPIN)); \
 		printf '# Written by oci-ftrace-syscall-analyzer'"'"'s make install.\n[engine]\nhooks_dir = ["/usr/share/containers/oci/hooks.d", "$(HOOKS_DIR)"]\n' \

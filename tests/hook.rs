@@ -64,7 +64,11 @@ fn prestart_arms_quickly_and_poststop_cleans_up() {
     let read = |rel: &str| std::fs::read_to_string(inst.join(rel)).unwrap_or_default();
     assert!(read("set_event_pid").split_whitespace().any(|p| p == pid.to_string()));
     assert_eq!(read("options/event-fork").trim(), "1");
-    assert_eq!(read("events/raw_syscalls/sys_enter/enable").trim(), "1");
+    // Profile mode: every per-syscall enter event, no exit events.
+    assert_eq!(read("events/syscalls/sys_enter_read/enable").trim(), "1");
+    assert_eq!(read("events/syscalls/sys_exit_read/enable").trim(), "0");
+    assert_eq!(read("events/task/task_newtask/enable").trim(), "1");
+    assert_eq!(read("trace_clock").split_whitespace().find(|c| c.starts_with('[')), Some("[mono]"));
     assert_eq!(read("events/sched/sched_process_exec/enable").trim(), "1");
     // The kernel rounds the size up to whole pages.
     let kb: u64 = read("buffer_size_kb").trim().parse().unwrap_or(0);
@@ -84,7 +88,7 @@ fn prestart_arms_quickly_and_poststop_cleans_up() {
     assert_eq!(summary["rule"]["kind"], "first-event");
     assert_eq!(summary["complete"], false);
     assert!(env.container_dir(id).join("seccomp.json").exists());
-    assert_no_instances("after poststop");
+    env.assert_no_instances("after poststop");
 }
 
 #[test]
@@ -112,7 +116,7 @@ fn bad_input_gets_one_line_and_no_panic() {
         assert_eq!(out.status.code(), Some(1), "{input}");
     }
     assert!(!env.state_dir().join("..").join("etc").join("state.json").exists());
-    assert_no_instances("after bad input");
+    env.assert_no_instances("after bad input");
 }
 
 #[test]
@@ -127,11 +131,109 @@ fn unannotated_state_is_ignored() {
     stop(task);
     assert!(out.status.success());
     assert!(!env.container_dir("hooktest-plain").exists());
-    assert_no_instances("after an unannotated prestart");
+    env.assert_no_instances("after an unannotated prestart");
+}
+
+/// The recorder's pid, from `recorder.json`.
+fn recorder_pid(env: &Env, id: &str) -> i32 {
+    let info = read_json(&env.container_dir(id).join("recorder.json"));
+    info["pid"].as_i64().expect("recorder pid") as i32
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')))
+        .unwrap_or(false)
+}
+
+fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
 }
 
 #[test]
-fn gc_finishes_and_removes_instances_of_dead_containers() {
+fn recorder_leaves_the_cgroups_and_finishes_by_itself() {
+    if !prerequisites(false) {
+        return;
+    }
+    let _g = serial();
+    let env = Env::new();
+    let task = sleeper();
+    let id = "hooktest-self";
+    let (out, _) = hook(&env, "prestart", &state(id, "creating", Some(task.id()), true), &["--buffer-size-kb", "256"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rpid = recorder_pid(&env, id);
+    assert!(alive(rpid), "recorder not running");
+    // Out of every cgroup hierarchy the hook ran in: each line ends in ":/".
+    let cgroups = std::fs::read_to_string(format!("/proc/{rpid}/cgroup")).expect("recorder cgroups");
+    assert!(cgroups.lines().all(|l| l.ends_with(":/")), "{cgroups}");
+    // Its own session, no terminal, no stdio.
+    let fd0 = std::fs::read_link(format!("/proc/{rpid}/fd/0")).expect("fd 0");
+    assert_eq!(fd0, std::path::Path::new("/dev/null"));
+
+    // The container's init dies; nobody calls poststop.
+    stop(task);
+    let inst = format!("{INSTANCE_PREFIX}{id}");
+    assert!(wait_until(Duration::from_secs(10), || !env.instances().contains(&inst)), "instance not removed");
+    assert!(wait_until(Duration::from_secs(5), || !alive(rpid)), "recorder still running");
+    let summary = read_json(&env.container_dir(id).join("summary.json"));
+    assert_eq!(summary["finished_by"], "recorder");
+    assert_eq!(summary["recorder"]["ended"], "init-exited");
+    assert_eq!(summary["lost_events"], 0);
+
+    // A late poststop finds the result and leaves nothing behind.
+    let (out, _) = hook(&env, "poststop", &state(id, "stopped", None, true), &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(read_json(&env.container_dir(id).join("summary.json"))["finished_by"], "recorder");
+    env.assert_no_instances("after the recorder finished");
+}
+
+#[test]
+fn killed_recorder_falls_back_to_the_ring_buffer() {
+    if !prerequisites(false) {
+        return;
+    }
+    let _g = serial();
+    let env = Env::new();
+    // A task that makes a call (mkdir) only after the recorder is gone.
+    let dir = env.dir.path().join("late");
+    let mut task = Command::new("sh")
+        .arg("-c")
+        .arg(format!("read x; mkdir {}; sleep 30", dir.display()))
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("spawn sh");
+    let id = "hooktest-kill";
+    let (out, _) = hook(&env, "prestart", &state(id, "creating", Some(task.id()), true), &["--buffer-size-kb", "512"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rpid = recorder_pid(&env, id);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(rpid), nix::sys::signal::Signal::SIGKILL).expect("kill recorder");
+    assert!(wait_until(Duration::from_secs(5), || !alive(rpid)));
+    task.stdin.take().expect("stdin").write_all(b"go\n").expect("wake task");
+    assert!(wait_until(Duration::from_secs(5), || dir.exists()));
+    stop(task);
+
+    let (out, _) = hook(&env, "poststop", &state(id, "stopped", None, true), &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    env.assert_no_instances("after poststop with a dead recorder");
+    let summary = read_json(&env.container_dir(id).join("summary.json"));
+    assert_eq!(summary["finished_by"], "poststop");
+    assert_eq!(summary["complete"], false);
+    let reasons = summary["incomplete_reasons"].to_string();
+    assert!(reasons.contains(&format!("recorder (pid {rpid}) died")), "{reasons}");
+    // The call made after the recorder died was still in the ring buffer.
+    let profile = read_json(&env.container_dir(id).join("seccomp.json"));
+    assert!(allowed(&profile).contains("mkdir"), "{profile}");
+}
+
+#[test]
+fn gc_finishes_recordings_whose_container_and_recorder_are_gone() {
     if !prerequisites(false) {
         return;
     }
@@ -141,20 +243,55 @@ fn gc_finishes_and_removes_instances_of_dead_containers() {
     let id = "hooktest-gc";
     let (out, _) = hook(&env, "prestart", &state(id, "creating", Some(task.id()), true), &["--buffer-size-kb", "256"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(our_instances(), vec![format!("{INSTANCE_PREFIX}{id}")]);
+    assert_eq!(env.instances(), vec![format!("{INSTANCE_PREFIX}{id}")]);
 
     // Alive: gc keeps it.
     let gc = || Command::new(collector_bin()).arg("gc").arg("--state-dir").arg(env.state_dir()).output().expect("gc");
     assert!(gc().status.success());
-    assert_eq!(our_instances().len(), 1, "gc removed a live container's instance");
+    assert_eq!(env.instances().len(), 1, "gc removed a live container's instance");
 
-    // Dead without poststop (as when CRI-O has not removed it yet): gc
-    // keeps the recording as a profile and removes the instance.
+    // Recorder and container both dead, no poststop (as when CRI-O has not
+    // removed the container yet): gc keeps the recording as a profile and
+    // removes the instance.
+    let rpid = recorder_pid(&env, id);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(rpid), nix::sys::signal::Signal::SIGKILL).expect("kill recorder");
+    assert!(wait_until(Duration::from_secs(5), || !alive(rpid)));
     stop(task);
     let out = gc();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_no_instances("after gc");
-    assert!(env.container_dir(id).join("summary.json").exists(), "gc lost the recording");
+    env.assert_no_instances("after gc");
+    let summary = read_json(&env.container_dir(id).join("summary.json"));
+    assert_eq!(summary["finished_by"], "gc");
+}
+
+#[test]
+fn containers_beyond_the_cap_run_untraced() {
+    if !prerequisites(false) {
+        return;
+    }
+    let _g = serial();
+    let env = Env::new();
+    let (a, b) = (sleeper(), sleeper());
+    let cap = ["--max-instances", "1", "--buffer-size-kb", "256"];
+    let (out, _) = hook(&env, "prestart", &state("hooktest-cap-a", "creating", Some(a.id()), true), &cap);
+    assert!(out.status.success());
+    let (out, _) = hook(&env, "prestart", &state("hooktest-cap-b", "creating", Some(b.id()), true), &cap);
+    assert!(out.status.success(), "over the cap is never a start failure");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not traced: 1 containers are traced already (cap 1)"), "{err}");
+    assert_eq!(env.instances(), vec![format!("{INSTANCE_PREFIX}hooktest-cap-a")]);
+    let st = read_json(&env.container_dir("hooktest-cap-b").join("state.json"));
+    assert!(st["not_traced"].as_str().is_some_and(|w| w.contains("cap 1")), "{st}");
+    let log = std::fs::read_to_string(env.state_dir().join("hook.log")).unwrap_or_default();
+    assert!(log.contains("not traced"), "{log}");
+    stop(a);
+    stop(b);
+    for id in ["hooktest-cap-a", "hooktest-cap-b"] {
+        let (out, _) = hook(&env, "poststop", &state(id, "stopped", None, true), &[]);
+        assert!(out.status.success());
+    }
+    assert!(!env.container_dir("hooktest-cap-b").join("seccomp.json").exists());
+    env.assert_no_instances("after the cap test");
 }
 
 #[test]
@@ -186,9 +323,9 @@ fn prestart_mounts_tracefs_when_it_is_absent() {
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{err}");
     assert!(err.contains("tracefs not mounted; mounting it"), "{err}");
-    assert_eq!(our_instances(), vec![format!("{INSTANCE_PREFIX}{id}")]);
+    assert_eq!(env.instances(), vec![format!("{INSTANCE_PREFIX}{id}")]);
     stop(task);
     let (out, _) = hook(&env, "poststop", &state(id, "stopped", None, true), &[]);
     assert!(out.status.success());
-    assert_no_instances("after poststop");
+    env.assert_no_instances("after poststop");
 }

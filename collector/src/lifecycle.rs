@@ -1,21 +1,43 @@
-//! One traced container from start to stop: what the hook's `prestart` and
-//! `poststop` stages do, and the clean-up of instances whose container is
-//! gone (`collector gc`, and the start of every prestart).
+//! One traced container from start to stop.
+//!
+//! - `prestart` (the hook): validate, collect stale instances, respect the
+//!   cap, arm the instance, start the detached recorder and wait until it
+//!   says it is ready.
+//! - `record` (the recorder, `collector record <id>`): leave the container's
+//!   cgroups, stream until the init task exits, write the profile and the
+//!   summary, remove the instance.
+//! - `poststop` (the hook): wait for the recorder's result; if the recorder
+//!   died, fall back to what is left in the ring buffer and mark the result
+//!   incomplete. The instance is removed on every path.
+//! - `gc`: finish and remove instances whose container and recorder are gone.
 
 use std::collections::BTreeSet;
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use oci_spec::runtime::State;
+use serde::{Deserialize, Serialize};
 
 use crate::container::store::{self, sorted_annotations, PROFILE_FILE, STATE_FILE, SUMMARY_FILE};
+use crate::container::store::{FinishedBy, RecorderStats};
 use crate::container::{live_pid, Recording, StateDir, Summary};
-use crate::profile::{analyze, seccomp, Rule};
-use crate::record::{self, instance_name, ArmConfig};
-use crate::tracefs::{InstanceGuard, TraceFs, INSTANCE_PREFIX};
+use crate::profile::{seccomp, Aggregator, Analysis, Rule, Window};
+use crate::record::recorder::{self, Ended, Options, Snapshot};
+use crate::record::stream::{Stream, StreamStats};
+use crate::record::{self, instance_name, syscalls_without_event, ArmConfig, Mode, DECODED_SYSTEMS, MODE_ANNOTATION};
+use crate::tracefs::{CpuStats, Instance, InstanceGuard, TraceFs, INSTANCE_PREFIX};
 
 /// The annotation that opts a container in.
 pub const TRACE_ANNOTATION: &str = "oci-ftrace-syscall-analyzer/trace";
+/// Armed instances allowed at once by default: each one costs every
+/// syscall on the machine about 25 ns.
+pub const DEFAULT_MAX_INSTANCES: usize = 4;
+pub const RECORDER_FILE: &str = "recorder.json";
+pub const SNAPSHOT_FILE: &str = "aggregate.json";
 
 /// Instances younger than this are never collected: their prestart may
 /// still be writing `state.json` in another state dir.
@@ -32,11 +54,15 @@ pub enum Error {
     #[error(transparent)]
     Record(#[from] record::Error),
     #[error(transparent)]
+    Stream(#[from] crate::record::stream::Error),
+    #[error(transparent)]
     Profile(#[from] seccomp::Error),
     #[error("no recording for container {id}: {path} is missing (prestart did not arm it; see the hook log)")]
     NotArmed { id: String, path: PathBuf },
     #[error("trace instance {name} of container {id} is gone; nothing was recorded")]
     NoInstance { id: String, name: String },
+    #[error("starting the recorder {path}: {cause}")]
+    Spawn { path: PathBuf, cause: std::io::Error },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -44,10 +70,40 @@ pub type Result<T> = std::result::Result<T, Error>;
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub state_dir: StateDir,
-    pub arm: ArmConfig,
+    pub buffer_size_kb: u64,
+    pub max_instances: usize,
+    /// The `collector` binary that runs the recorder; `None` records
+    /// nothing live (poststop then reads the ring buffer once).
+    pub collector: Option<PathBuf>,
+    /// How long prestart waits for the recorder to be ready.
+    pub ready_timeout: Duration,
+    /// How long poststop waits for the recorder to finish.
+    pub finish_timeout: Duration,
 }
 
-/// Prestart: validate, collect stale instances, write `state.json`, arm.
+impl Settings {
+    pub fn new(state_dir: impl Into<PathBuf>) -> Self {
+        Settings {
+            state_dir: StateDir::new(state_dir),
+            buffer_size_kb: record::DEFAULT_BUFFER_SIZE_KB,
+            max_instances: DEFAULT_MAX_INSTANCES,
+            collector: None,
+            ready_timeout: Duration::from_secs(2),
+            finish_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `recorder.json`: which process records this container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecorderInfo {
+    pub pid: u32,
+    pub start_ticks: Option<u64>,
+    pub started_unix: u64,
+}
+
+/// Prestart: validate, collect stale instances, write `state.json`, arm,
+/// start the recorder.
 pub fn prestart(settings: &Settings, state: &State) -> Result<Recording> {
     let id = state.id().to_string();
     let pid = live_pid(state)?;
@@ -59,83 +115,352 @@ pub fn prestart(settings: &Settings, state: &State) -> Result<Recording> {
     }
 
     let name = instance_name(&id);
+    let annotations = sorted_annotations(state.annotations().as_ref());
+    let mode = Mode::from_annotation(annotations.get(MODE_ANNOTATION).map(String::as_str));
     let (start_ticks, comm) = task_facts(pid);
-    let recording = Recording {
+    let mut recording = Recording {
         id: id.clone(),
         oci_state: state.clone(),
-        annotations: sorted_annotations(state.annotations().as_ref()),
+        annotations,
         host_pid: pid,
         pid_start_ticks: start_ticks,
         runtime_comm: comm,
         instance: name.clone(),
         tracefs: tfs.root().to_path_buf(),
-        buffer_size_kb: settings.arm.buffer_size_kb,
+        buffer_size_kb: settings.buffer_size_kb,
+        mode,
         kernel_release: nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default(),
         arch: std::env::consts::ARCH.to_string(),
         started_unix: unix_now(),
         not_traced: None,
     };
     settings.state_dir.create_container_dir(&id)?;
-    // state.json goes first: a concurrent gc then knows whose instance it is.
-    settings.state_dir.write_json(&id, STATE_FILE, &recording)?;
 
     // A restarted container keeps its id; its old instance is ours to drop.
     if let Some(old) = tfs.open_instance(&name)? {
         tracing::warn!(instance = %name, "removing a leftover instance of this container");
         old.remove()?;
     }
-    // Only the init task: its other threads (e.g. Go's in runc init) exist
-    // before the filter and are not under it.
-    record::arm(&tfs, &name, &[pid], &settings.arm)?;
-    tracing::info!(id = %id, pid, instance = %name, "armed");
+    let armed = tfs.our_instances()?.len();
+    if armed >= settings.max_instances {
+        let why = format!(
+            "not traced: {armed} containers are traced already (cap {}); every armed instance slows every syscall on the machine",
+            settings.max_instances
+        );
+        tracing::warn!(id = %id, "{why}");
+        recording.not_traced = Some(why);
+        settings.state_dir.write_json(&id, STATE_FILE, &recording)?;
+        return Ok(recording);
+    }
+    // state.json goes first: a concurrent gc then knows whose instance it is.
+    settings.state_dir.write_json(&id, STATE_FILE, &recording)?;
+    let config = ArmConfig { buffer_size_kb: settings.buffer_size_kb, mode };
+    let inst = record::arm(&tfs, &name, &[pid], &config)?;
+    tracing::info!(id = %id, pid, instance = %name, ?mode, "armed");
+
+    if let Some(collector) = &settings.collector {
+        // Without a recorder the ring buffer still holds the trace for
+        // poststop, so a failed start is logged, not fatal.
+        match start_recorder(collector, &settings.state_dir, &id, settings.ready_timeout) {
+            Ok(rpid) => tracing::info!(id = %id, recorder = rpid, "recorder ready"),
+            Err(e) => tracing::warn!(id = %id, error = %e, "recorder did not start; poststop will read the ring buffer"),
+        }
+    }
+    drop(inst);
     Ok(recording)
 }
 
-/// Poststop: drain and remove the instance, write `seccomp.json` and
-/// `summary.json`.
-pub fn poststop(settings: &Settings, state: &State) -> Result<Summary> {
+/// Starts `collector record <id>` detached (new session, no stdio, only the
+/// ready pipe as fd 3) and waits until it writes "ready".
+fn start_recorder(collector: &Path, state_dir: &StateDir, id: &str, timeout: Duration) -> Result<u32> {
+    let spawn_err = |cause| Error::Spawn { path: collector.to_path_buf(), cause };
+    let (read_end, write_end) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| spawn_err(std::io::Error::from(e)))?;
+    let write_fd = write_end.as_raw_fd();
+    let mut cmd = Command::new(collector);
+    cmd.arg("record")
+        .arg(id)
+        .arg("--state-dir")
+        .arg(state_dir.root())
+        .arg("--ready-fd")
+        .arg("3")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: between fork and exec only async-signal-safe calls are made:
+    // setsid, dup2 and close_range.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::libc::setsid();
+            if nix::libc::dup2(write_fd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // Nothing the runtime handed the hook may stay open: a runtime
+            // waiting for EOF on a pipe would wait for the recorder.
+            nix::libc::syscall(nix::libc::SYS_close_range, 4u32, u32::MAX, 0u32);
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().map_err(spawn_err)?;
+    drop(write_end);
+    let pid = child.id();
+    // The child is detached; it is never waited for here.
+    drop(child);
+    let mut fds = [nix::poll::PollFd::new(read_end.as_fd(), nix::poll::PollFlags::POLLIN)];
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    let ready = nix::poll::poll(&mut fds, nix::poll::PollTimeout::try_from(ms).unwrap_or(nix::poll::PollTimeout::MAX))
+        .ok()
+        .filter(|n| *n > 0)
+        .and_then(|_| {
+            let mut buf = [0u8; 16];
+            nix::unistd::read(read_end.as_raw_fd(), &mut buf).ok().map(|n| buf[..n].starts_with(b"ready"))
+        })
+        .unwrap_or(false);
+    if !ready {
+        return Err(spawn_err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("recorder pid {pid} was not ready within {} ms", timeout.as_millis()),
+        )));
+    }
+    Ok(pid)
+}
+
+/// The recorder process: `collector record <id>`. `ready_fd` is the pipe to
+/// prestart, written once the stream is open.
+pub fn record(state_dir: &StateDir, id: &str, ready_fd: Option<i32>) -> Result<Summary> {
+    let me = std::process::id();
+    let (_moved, failed) = record::cgroup::leave_to_root(me);
+    for e in failed {
+        tracing::debug!(error = %e, "cgroup move failed");
+    }
+    let recording: Recording = state_dir.read_json(id, STATE_FILE)?;
+    let info = RecorderInfo { pid: me, start_ticks: task_facts(me as i32).0, started_unix: unix_now() };
+    state_dir.write_json(id, RECORDER_FILE, &info)?;
+    let tfs = TraceFs::at(&recording.tracefs);
+    let Some(inst) = tfs.open_instance(&recording.instance)? else {
+        return Err(Error::NoInstance { id: id.to_string(), name: recording.instance.clone() });
+    };
+    let guard = InstanceGuard::new(inst);
+    let no_event = syscalls_without_event(guard.instance()).unwrap_or_default();
+    if !no_event.is_empty() {
+        tracing::info!(count = no_event.len(), syscalls = ?no_event, "syscalls with no event on this kernel (invisible in profile mode)");
+    }
+    let ready = || {
+        if let Some(fd) = ready_fd {
+            // SAFETY: fd 3 was set up by prestart for us alone; taking
+            // ownership closes it after the write.
+            let mut pipe = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+            let _ = pipe.write_all(b"ready\n");
+        }
+    };
+    let save = |snap: &Snapshot| {
+        if let Err(e) = state_dir.write_json(id, SNAPSHOT_FILE, snap) {
+            tracing::warn!(error = %e, "could not save the aggregate");
+        }
+    };
+    let opts = Options { mode: recording.mode, ..Options::default() };
+    let recorded = recorder::run(guard.instance(), recording.host_pid, &opts, ready, save)?;
+    guard.keep().remove()?;
+    let (cpu_seconds, max_rss_kib) = recorder::self_usage();
+    let stats = RecorderStats {
+        pid: me,
+        cpu_seconds,
+        max_rss_kib,
+        pages: recorded.stream.pages,
+        bytes: recorded.stream.bytes,
+        records: recorded.stream.records,
+        quenched: recorded.quenched,
+        ended: Some(recorded.ended),
+    };
+    let mut notes = Vec::new();
+    if recorded.ended == Ended::InstanceGone {
+        notes.push("the trace instance was removed by someone else while recording".to_string());
+    }
+    let outcome = Outcome {
+        window: recorded.window,
+        analysis: recorded.analysis,
+        per_cpu: recorded.per_cpu,
+        stream: recorded.stream,
+        finished_by: FinishedBy::Recorder,
+        recorder: Some(stats),
+        notes,
+        no_event_syscalls: no_event,
+    };
+    let summary = write_outcome(state_dir, &recording, outcome)?;
+    let _ = std::fs::remove_file(state_dir.container_dir(id)?.join(SNAPSHOT_FILE));
+    Ok(summary)
+}
+
+/// Poststop: wait for the recorder's result, or fall back to the ring
+/// buffer. `Ok(None)` when the container was not traced.
+pub fn poststop(settings: &Settings, state: &State) -> Result<Option<Summary>> {
     let id = state.id();
     let recording: Recording = match settings.state_dir.read_json(id, STATE_FILE) {
         Ok(r) => r,
         Err(store::Error::Read { path, .. }) => return Err(Error::NotArmed { id: id.to_string(), path }),
         Err(e) => return Err(e.into()),
     };
+    if let Some(why) = &recording.not_traced {
+        tracing::info!(id = %id, "{why}");
+        return Ok(None);
+    }
     let tfs = TraceFs::at(&recording.tracefs);
-    finish(&tfs, &settings.state_dir, &recording)
+    let recorder: Option<RecorderInfo> = settings.state_dir.read_json(id, RECORDER_FILE).ok();
+    let mut reason = None;
+    if let Some(r) = &recorder {
+        if !wait_for_exit(r.pid as i32, r.start_ticks, settings.finish_timeout) {
+            tracing::warn!(id = %id, recorder = r.pid, "recorder still running; stopping it");
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(r.pid as i32), nix::sys::signal::Signal::SIGKILL);
+            reason = Some(format!("the recorder did not finish within {} s and was killed", settings.finish_timeout.as_secs()));
+        }
+    }
+    if let Some(summary) = fresh_summary(&settings.state_dir, &recording) {
+        // The recorder removed the instance; make sure.
+        if let Some(inst) = tfs.open_instance(&recording.instance)? {
+            inst.remove()?;
+        }
+        return Ok(Some(summary));
+    }
+    let reason = match (recorder, reason) {
+        (_, Some(r)) => Some(r),
+        (Some(r), None) => Some(format!("the recorder (pid {}) died before finishing", r.pid)),
+        (None, None) => None,
+    };
+    fallback(&tfs, &settings.state_dir, &recording, FinishedBy::Poststop, reason).map(Some)
 }
 
-/// Turns an armed recording into a profile and a summary. The instance is
-/// removed whatever happens.
-pub fn finish(tfs: &TraceFs, state_dir: &StateDir, recording: &Recording) -> Result<Summary> {
+/// The summary written for this run of the container, if there is one.
+fn fresh_summary(state_dir: &StateDir, recording: &Recording) -> Option<Summary> {
+    state_dir
+        .read_json::<Summary>(&recording.id, SUMMARY_FILE)
+        .ok()
+        .filter(|s| s.started_unix == recording.started_unix)
+}
+
+/// Builds the result from what is left in the ring buffer, merged with the
+/// recorder's last saved aggregate. `reason` (the recorder's failure) marks
+/// it incomplete: what the recorder read after its last save is gone.
+fn fallback(
+    tfs: &TraceFs,
+    state_dir: &StateDir,
+    recording: &Recording,
+    by: FinishedBy,
+    reason: Option<String>,
+) -> Result<Summary> {
     let id = &recording.id;
     let Some(inst) = tfs.open_instance(&recording.instance)? else {
         return Err(Error::NoInstance { id: id.clone(), name: recording.instance.clone() });
     };
     let guard = InstanceGuard::new(inst);
-    let drained = record::drain(guard.instance())?;
+    let (window, mut analysis, stream, per_cpu) = drain(guard.instance(), recording.host_pid)?;
     guard.keep().remove()?;
-
-    let (window, analysis) = analyze(&drained.parsed.records, recording.host_pid);
-    for e in &drained.parsed.errors {
-        tracing::warn!(error = %e, "malformed trace record");
+    let saved: Option<Snapshot> = state_dir.read_json(id, SNAPSHOT_FILE).ok();
+    let mut window = window;
+    if let Some(s) = saved {
+        merge(&mut analysis, &s.analysis);
+        if let Some(rule) = s.rule {
+            window = Window { rule, opener: None };
+        }
     }
-    let lost = drained.lost();
-    let mut reasons = Vec::new();
-    if lost > 0 {
+    let mut notes = Vec::new();
+    if let Some(r) = reason {
+        notes.push(format!("{r}; the profile is built from its last saved aggregate and the ring buffer's rest"));
+    }
+    let outcome = Outcome {
+        window,
+        analysis,
+        per_cpu,
+        stream,
+        finished_by: by,
+        recorder: None,
+        notes,
+        no_event_syscalls: Vec::new(),
+    };
+    let summary = write_outcome(state_dir, recording, outcome)?;
+    let _ = std::fs::remove_file(state_dir.container_dir(id)?.join(SNAPSHOT_FILE));
+    Ok(summary)
+}
+
+/// Stops an instance and reads everything it still holds.
+fn drain(inst: &Instance, init_pid: i32) -> Result<(Window, Analysis, StreamStats, Vec<CpuStats>)> {
+    inst.set_tracing_on(false)?;
+    let mut stream = Stream::open(inst, DECODED_SYSTEMS)?;
+    let mut agg = Aggregator::new(init_pid);
+    while stream.round(None, 64, |r| agg.push(r))? {}
+    let per_cpu = inst.cpu_stats()?;
+    let (window, analysis) = agg.finish();
+    Ok((window, analysis, stream.stats().clone(), per_cpu))
+}
+
+/// Adds `other`'s counts into `into`.
+fn merge(into: &mut Analysis, other: &Analysis) {
+    for (k, v) in &other.syscalls {
+        *into.syscalls.entry(k.clone()).or_default() += v;
+    }
+    for (k, v) in &other.unnamed {
+        *into.unnamed.entry(*k).or_default() += v;
+    }
+    for (k, m) in &other.errors {
+        let e = into.errors.entry(k.clone()).or_default();
+        for (errno, v) in m {
+            *e.entry(errno.clone()).or_default() += v;
+        }
+    }
+    for (tgid, p) in &other.processes {
+        let q = into.processes.entry(*tgid).or_insert_with(|| crate::profile::Process { tgid: *tgid, ..Default::default() });
+        if q.comm.is_empty() {
+            q.comm = p.comm.clone();
+        }
+        q.exe = q.exe.clone().or_else(|| p.exe.clone());
+        q.parent = q.parent.or(p.parent);
+        for (k, v) in &p.syscalls {
+            *q.syscalls.entry(k.clone()).or_default() += v;
+        }
+        q.total += p.total;
+        q.first_ns = match (q.first_ns, p.first_ns) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        q.last_ns = q.last_ns.max(p.last_ns);
+    }
+    into.events.total += other.events.total;
+    into.events.in_window += other.events.in_window;
+    into.events.syscalls_in_window += other.events.syscalls_in_window;
+}
+
+/// Everything a finished recording needs to become files.
+pub struct Outcome {
+    pub window: Window,
+    pub analysis: Analysis,
+    pub per_cpu: Vec<CpuStats>,
+    pub stream: StreamStats,
+    pub finished_by: FinishedBy,
+    pub recorder: Option<RecorderStats>,
+    /// Extra reasons the result is incomplete.
+    pub notes: Vec<String>,
+    pub no_event_syscalls: Vec<String>,
+}
+
+/// Writes `seccomp.json` and `summary.json` (atomically) for a recording.
+pub fn write_outcome(state_dir: &StateDir, recording: &Recording, o: Outcome) -> Result<Summary> {
+    let id = &recording.id;
+    let lost = o.per_cpu.iter().map(CpuStats::lost).sum::<u64>().max(o.stream.missed_events);
+    let mut reasons = o.notes;
+    if lost > 0 || o.stream.missed_pages > 0 {
         reasons.push(format!("the ring buffer lost {lost} events (raise --buffer-size-kb)"));
     }
-    if window.rule == Rule::FirstEvent {
+    if o.window.rule == Rule::FirstEvent {
         reasons.push("no filter install or runtime marker was recorded; the window starts at the first event".into());
     }
-    if !analysis.unnamed.is_empty() {
-        let nrs: Vec<String> = analysis.unnamed.keys().map(|n| n.to_string()).collect();
+    if !o.analysis.unnamed.is_empty() {
+        let nrs: Vec<String> = o.analysis.unnamed.keys().map(|n| n.to_string()).collect();
         reasons.push(format!("syscall numbers without a name cannot be allowed: {}", nrs.join(", ")));
     }
-    if drained.parsed.malformed > 0 {
-        reasons.push(format!("{} trace records could not be parsed", drained.parsed.malformed));
+    if o.stream.malformed > 0 {
+        reasons.push(format!("{} trace records could not be decoded", o.stream.malformed));
     }
 
-    let names: BTreeSet<String> = analysis.syscalls.keys().cloned().collect();
+    let names: BTreeSet<String> = o.analysis.syscalls.keys().cloned().collect();
     let profile = seccomp::build(&names)?;
     let profile_path = state_dir.container_dir(id)?.join(PROFILE_FILE);
     store::write_atomic(&profile_path, seccomp::to_json(&profile)?.as_bytes())?;
@@ -143,14 +468,18 @@ pub fn finish(tfs: &TraceFs, state_dir: &StateDir, recording: &Recording) -> Res
     let summary = Summary {
         id: id.clone(),
         host_pid: recording.host_pid,
-        rule_text: window.rule.describe(),
-        rule: window.rule,
+        mode: recording.mode,
+        finished_by: Some(o.finished_by),
+        rule_text: o.window.rule.describe(),
+        rule: o.window.rule,
         complete: reasons.is_empty(),
         incomplete_reasons: reasons,
         lost_events: lost,
-        per_cpu: drained.stats,
-        malformed_records: drained.parsed.malformed,
-        analysis,
+        per_cpu: o.per_cpu,
+        malformed_records: o.stream.malformed,
+        analysis: o.analysis,
+        recorder: o.recorder,
+        no_event_syscalls: o.no_event_syscalls,
         profile: profile_path,
         arch: recording.arch.clone(),
         kernel_release: recording.kernel_release.clone(),
@@ -174,10 +503,9 @@ pub struct GcReport {
     pub kept: Vec<String>,
 }
 
-/// Removes our instances whose container is gone (pid dead or reused).
-/// When this state dir has the recording, it is finished first, so the
-/// profile is not lost (CRI-O runs poststop only when a container is
-/// removed, which may be long after it stopped).
+/// Removes our instances whose container is gone (pid dead or reused) and
+/// whose recorder is not running. When this state dir has the recording,
+/// it is finished first, so the profile is not lost.
 pub fn gc(tfs: &TraceFs, state_dir: &StateDir) -> Result<GcReport> {
     let mut report = GcReport::default();
     for name in tfs.our_instances()? {
@@ -188,7 +516,11 @@ pub fn gc(tfs: &TraceFs, state_dir: &StateDir) -> Result<GcReport> {
             .filter(|r| r.instance == name);
         let Some(inst) = tfs.open_instance(&name)? else { continue };
         let gone = match &recording {
-            Some(r) => !same_task_alive(r.host_pid, r.pid_start_ticks),
+            Some(r) => {
+                let recorder: Option<RecorderInfo> = state_dir.read_json(id, RECORDER_FILE).ok();
+                let recorder_alive = recorder.is_some_and(|x| same_task_alive(x.pid as i32, x.start_ticks));
+                !recorder_alive && !same_task_alive(r.host_pid, r.pid_start_ticks)
+            }
             None => {
                 // Not ours to finish: only drop it if it is old and every
                 // pid it follows is dead.
@@ -202,9 +534,9 @@ pub fn gc(tfs: &TraceFs, state_dir: &StateDir) -> Result<GcReport> {
         }
         match recording {
             Some(r) => {
-                if let Err(e) = finish(tfs, state_dir, &r) {
+                let why = Some("the container was gone and no poststop had run".to_string());
+                if let Err(e) = fallback(tfs, state_dir, &r, FinishedBy::Gc, why) {
                     tracing::warn!(instance = %name, error = %e, "could not finish stale recording");
-                    // finish() removes the instance on its own paths; make sure.
                     if let Some(inst) = tfs.open_instance(&name)? {
                         inst.remove()?;
                     }
@@ -218,6 +550,18 @@ pub fn gc(tfs: &TraceFs, state_dir: &StateDir) -> Result<GcReport> {
     Ok(report)
 }
 
+/// Polls until `pid` (with that start time) is gone, up to `limit`.
+fn wait_for_exit(pid: i32, start_ticks: Option<u64>, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while same_task_alive(pid, start_ticks) {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
 /// Start time (ticks since boot) and comm of a live task.
 fn task_facts(pid: i32) -> (Option<u64>, Option<String>) {
     match procfs::process::Process::new(pid).and_then(|p| p.stat()) {
@@ -226,14 +570,14 @@ fn task_facts(pid: i32) -> (Option<u64>, Option<String>) {
     }
 }
 
-/// True if `pid` is alive and, when `start_ticks` is known, is the same
-/// task that had that start time.
+/// True if `pid` is alive (not a zombie) and, when `start_ticks` is known,
+/// is the same task that had that start time.
 fn same_task_alive(pid: i32, start_ticks: Option<u64>) -> bool {
     if pid <= 0 {
         return false;
     }
     match procfs::process::Process::new(pid).and_then(|p| p.stat()) {
-        Ok(stat) => start_ticks.is_none_or(|t| t == stat.starttime),
+        Ok(stat) => stat.state != 'Z' && start_ticks.is_none_or(|t| t == stat.starttime),
         Err(_) => false,
     }
 }

@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
-use collector::container::{input::MAX_STATE_BYTES, parse_state, StateDir, DEFAULT_STATE_DIR};
-use collector::lifecycle::{self, Settings, TRACE_ANNOTATION};
-use collector::record::{instance_name, ArmConfig, DEFAULT_BUFFER_SIZE_KB};
+use collector::container::{input::MAX_STATE_BYTES, parse_state, DEFAULT_STATE_DIR};
+use collector::lifecycle::{self, Settings, DEFAULT_MAX_INSTANCES, TRACE_ANNOTATION};
+use collector::record::{instance_name, DEFAULT_BUFFER_SIZE_KB};
 use collector::tracefs::TraceFs;
 use tracing_subscriber::prelude::*;
 
@@ -33,6 +33,15 @@ struct Cli {
     /// Per-CPU ring buffer size of the instance, in KiB.
     #[arg(long, default_value_t = DEFAULT_BUFFER_SIZE_KB, value_parser = clap::value_parser!(u64).range(64..=1_048_576))]
     buffer_size_kb: u64,
+    /// At most this many containers are traced at once; more run untraced
+    /// (each armed instance slows every syscall on the machine).
+    #[arg(long, default_value_t = DEFAULT_MAX_INSTANCES)]
+    max_instances: usize,
+    /// The `collector` binary that runs the live recorder (default: the one
+    /// next to this hook, else /usr/local/bin/collector). `none` disables
+    /// the recorder: poststop then reads the ring buffer once.
+    #[arg(long)]
+    collector: Option<PathBuf>,
     /// Exit non-zero on the hook's own errors (default: log and exit 0).
     #[arg(long)]
     fail_closed: bool,
@@ -107,10 +116,10 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             *slot = Some(instance_name(state.id()));
         }
     }
-    let settings = Settings {
-        state_dir: StateDir::new(&cli.state_dir),
-        arm: ArmConfig { buffer_size_kb: cli.buffer_size_kb },
-    };
+    let mut settings = Settings::new(&cli.state_dir);
+    settings.buffer_size_kb = cli.buffer_size_kb;
+    settings.max_instances = cli.max_instances;
+    settings.collector = collector_path(cli.collector.as_deref());
     match cli.stage {
         Stage::Prestart => {
             lifecycle::prestart(&settings, &state).with_context(|| format!("prestart of container {}", state.id()))?;
@@ -118,6 +127,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Stage::Poststop => {
             let summary = lifecycle::poststop(&settings, &state)
                 .with_context(|| format!("poststop of container {}", state.id()))?;
+            let Some(summary) = summary else { return Ok(()) };
             tracing::info!(
                 id = %summary.id,
                 profile = %summary.profile.display(),
@@ -128,6 +138,16 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The recorder binary: as configured, else `collector` beside the hook,
+/// else the default install path.
+fn collector_path(configured: Option<&std::path::Path>) -> Option<PathBuf> {
+    if let Some(p) = configured {
+        return (p != std::path::Path::new("none")).then(|| p.to_path_buf());
+    }
+    let beside = std::env::current_exe().ok().and_then(|e| e.parent().map(|d| d.join("collector")));
+    beside.into_iter().chain([PathBuf::from("/usr/local/bin/collector")]).find(|p| p.is_file())
 }
 
 /// Reads at most MAX_STATE_BYTES + 1 so an endless stdin cannot grow us.

@@ -87,20 +87,6 @@ pub fn our_instances() -> Vec<String> {
     v
 }
 
-/// Fails the test if any instance of ours is left.
-pub fn assert_no_instances(context: &str) {
-    let left = our_instances();
-    if !left.is_empty() {
-        // Clean up so one failure does not slow every later test.
-        if let Some(root) = tracefs_root() {
-            for name in &left {
-                let _ = std::fs::remove_dir(root.join("instances").join(name));
-            }
-        }
-        panic!("{context}: trace instances left behind: {left:?}");
-    }
-}
-
 /// Directory of the built binaries (target/<profile>), next to `deps/`.
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
@@ -174,17 +160,68 @@ impl Env {
     }
 }
 
-impl Drop for Env {
-    /// A failed assertion must not leave a machine-wide tax behind: remove
-    /// the instance of every container this env recorded.
-    fn drop(&mut self) {
-        let (Some(root), Ok(ids)) = (tracefs_root(), std::fs::read_dir(self.state_dir())) else { return };
-        for id in ids.filter_map(|e| e.ok()).filter_map(|e| e.file_name().into_string().ok()) {
-            let inst = root.join("instances").join(format!("{INSTANCE_PREFIX}{id}"));
-            if inst.exists() {
-                eprintln!("cleanup: removing leftover {}", inst.display());
-                let _ = std::fs::remove_dir(&inst);
+impl Env {
+    /// Ids of the containers this env recorded (folders in its state dir).
+    pub fn ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = std::fs::read_dir(self.state_dir())
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.path().is_dir())
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    }
+
+    /// Our instances that belong to this env's containers. (Other runs on
+    /// the machine, e.g. benchmarks, may have instances of their own.)
+    pub fn instances(&self) -> Vec<String> {
+        let ids = self.ids();
+        our_instances()
+            .into_iter()
+            .filter(|n| n.strip_prefix(INSTANCE_PREFIX).is_some_and(|id| ids.iter().any(|i| i == id)))
+            .collect()
+    }
+
+    /// Fails the test if any instance of this env's containers is left.
+    pub fn assert_no_instances(&self, context: &str) {
+        let left = self.instances();
+        if !left.is_empty() {
+            self.cleanup();
+            panic!("{context}: trace instances left behind: {left:?}");
+        }
+    }
+
+    /// Stops this env's recorders (politely, then not) and removes their
+    /// instances: a failed assertion must not leave a machine-wide tax.
+    fn cleanup(&self) {
+        let Some(root) = tracefs_root() else { return };
+        for id in self.ids() {
+            let info = std::fs::read_to_string(self.container_dir(&id).join("recorder.json")).unwrap_or_default();
+            let pid = serde_json::from_str::<serde_json::Value>(&info).ok().and_then(|v| v["pid"].as_i64());
+            if let Some(pid) = pid {
+                let pid = nix::unistd::Pid::from_raw(pid as i32);
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
             }
+            let inst = root.join("instances").join(format!("{INSTANCE_PREFIX}{id}"));
+            for _ in 0..20 {
+                if !inst.exists() || std::fs::remove_dir(&inst).is_ok() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if !self.instances().is_empty() {
+            self.cleanup();
         }
     }
 }

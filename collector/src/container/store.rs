@@ -58,6 +58,8 @@ pub struct Recording {
     pub instance: String,
     pub tracefs: PathBuf,
     pub buffer_size_kb: u64,
+    #[serde(default)]
+    pub mode: crate::record::Mode,
     pub kernel_release: String,
     pub arch: String,
     /// Unix time (seconds) when tracing was armed.
@@ -71,6 +73,10 @@ pub struct Recording {
 pub struct Summary {
     pub id: String,
     pub host_pid: i32,
+    #[serde(default)]
+    pub mode: crate::record::Mode,
+    #[serde(default)]
+    pub finished_by: Option<FinishedBy>,
     pub rule: Rule,
     /// The rule in words, as the report shows it.
     pub rule_text: String,
@@ -81,11 +87,44 @@ pub struct Summary {
     pub per_cpu: Vec<CpuStats>,
     pub malformed_records: u64,
     pub analysis: Analysis,
+    /// The live recorder's figures, when it produced this result.
+    #[serde(default)]
+    pub recorder: Option<RecorderStats>,
+    /// Native syscalls with no enter event on this kernel (profile mode
+    /// cannot see them).
+    #[serde(default)]
+    pub no_event_syscalls: Vec<String>,
     pub profile: PathBuf,
     pub arch: String,
     pub kernel_release: String,
     pub started_unix: u64,
     pub finished_unix: u64,
+}
+
+/// Who wrote the final profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FinishedBy {
+    /// The live recorder, when the init task exited (or it was stopped).
+    Recorder,
+    /// Poststop, from what was left in the ring buffer.
+    Poststop,
+    /// A gc pass, for a container whose poststop never came.
+    Gc,
+}
+
+/// The recorder's own figures.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RecorderStats {
+    pub pid: u32,
+    pub cpu_seconds: f64,
+    pub max_rss_kib: u64,
+    pub pages: u64,
+    pub bytes: u64,
+    pub records: u64,
+    /// Events switched off after their syscall was seen (profile mode).
+    pub quenched: usize,
+    pub ended: Option<crate::record::recorder::Ended>,
 }
 
 /// The state directory root.

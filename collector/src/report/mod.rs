@@ -37,6 +37,11 @@ pub fn print_summary(summary: &Summary, format: Format) -> io::Result<()> {
 fn write_summary_table<W: Write>(out: &mut W, s: &Summary) -> io::Result<()> {
     let a = &s.analysis;
     writeln!(out, "container   {}", s.id)?;
+    let mode = match s.mode {
+        crate::record::Mode::Profile => "profile (each syscall's event switched off once seen: counts are lower bounds)",
+        crate::record::Mode::Full => "full (every call recorded)",
+    };
+    writeln!(out, "mode        {mode}")?;
     writeln!(out, "window      {}", s.rule_text)?;
     writeln!(
         out,
@@ -53,6 +58,16 @@ fn write_summary_table<W: Write>(out: &mut W, s: &Summary) -> io::Result<()> {
         "events      {} recorded, {} in window, {} syscalls, {} lost, {} malformed",
         a.events.total, a.events.in_window, a.events.syscalls_in_window, s.lost_events, s.malformed_records
     )?;
+    if let Some(r) = &s.recorder {
+        writeln!(
+            out,
+            "recorder    pid {}, {:.2} s CPU, {} KiB peak RSS, {} pages, {} events switched off",
+            r.pid, r.cpu_seconds, r.max_rss_kib, r.pages, r.quenched
+        )?;
+    }
+    if let Some(by) = s.finished_by {
+        writeln!(out, "finished by {}", serde_json::to_value(by).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default())?;
+    }
     writeln!(out)?;
 
     // Which processes made each call.
@@ -70,6 +85,15 @@ fn write_summary_table<W: Write>(out: &mut W, s: &Summary) -> io::Result<()> {
     }
     for (nr, count) in &a.unnamed {
         writeln!(out, "{:<width$}  {count:>8}  (no name for this number: not in the profile)", format!("#{nr}"))?;
+    }
+    if !a.errors.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "{:<width$}  {:>8}  ERRNO", "FAILED", "COUNT")?;
+        for (name, by_errno) in &a.errors {
+            for (errno, count) in by_errno {
+                writeln!(out, "{name:<width$}  {count:>8}  {errno}")?;
+            }
+        }
     }
     writeln!(out)?;
     writeln!(out, "{:>8}  {:>8}  {:<16}  {:>8}  EXE", "PID", "PARENT", "COMM", "SYSCALLS")?;
@@ -98,6 +122,7 @@ mod tests {
         a.syscalls.insert("read".into(), 3);
         a.syscalls.insert("write".into(), 1);
         a.unnamed.insert(999, 2);
+        a.errors.entry("read".into()).or_default().insert("EAGAIN".into(), 2);
         a.events.total = 10;
         let mut p = Process { tgid: 7, comm: "sh".into(), exe: Some("/bin/sh".into()), total: 4, ..Default::default() };
         p.syscalls.insert("read".into(), 3);
@@ -106,6 +131,10 @@ mod tests {
         Summary {
             id: "abc".into(),
             host_pid: 7,
+            mode: crate::record::Mode::Full,
+            finished_by: Some(crate::container::store::FinishedBy::Recorder),
+            recorder: None,
+            no_event_syscalls: vec![],
             rule: Rule::FirstEvent,
             rule_text: Rule::FirstEvent.describe(),
             complete: false,
@@ -133,6 +162,9 @@ mod tests {
         assert!(text.lines().any(|l| l.starts_with("read") && l.contains(" 3 ") && l.ends_with("7:sh")), "{text}");
         assert!(text.contains("#999"));
         assert!(text.contains("/s/abc/seccomp.json"));
+        assert!(text.contains("full (every call recorded)"));
+        assert!(text.contains("finished by recorder"));
+        assert!(text.lines().any(|l| l.starts_with("read") && l.ends_with("EAGAIN")), "{text}");
     }
 
     #[test]

@@ -233,6 +233,57 @@ impl Instance {
             .map_err(|cause| Error::Write { path, value: String::new(), cause })
     }
 
+    /// Opens every CPU's `trace_pipe_raw` (consuming, binary pages),
+    /// non-blocking so a read round never waits.
+    pub fn open_raw_pipes(&self) -> Result<Vec<(u32, fs::File)>> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = self.path.join("per_cpu");
+        let entries = fs::read_dir(&dir).map_err(|cause| Error::Read { path: dir.clone(), cause })?;
+        let mut out = Vec::new();
+        for entry in entries.filter_map(|e| e.ok()) {
+            let name = entry.file_name();
+            let Some(cpu) = name.to_str().and_then(|n| n.strip_prefix("cpu")).and_then(|n| n.parse().ok()) else {
+                continue;
+            };
+            let path = entry.path().join("trace_pipe_raw");
+            let file = OpenOptions::new()
+                .read(true)
+                .custom_flags(nix::libc::O_NONBLOCK)
+                .open(&path)
+                .map_err(|cause| Error::Read { path, cause })?;
+            out.push((cpu, file));
+        }
+        out.sort_by_key(|(cpu, _)| *cpu);
+        Ok(out)
+    }
+
+    /// Names of the events of one system (`events/<system>/*/`).
+    pub fn event_names(&self, system: &str) -> Result<Vec<String>> {
+        let dir = self.path.join("events").join(system);
+        let entries = fs::read_dir(&dir).map_err(|cause| Error::Read { path: dir.clone(), cause })?;
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().join("format").exists())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// The `format` text of one event, and `events/header_page`.
+    pub fn event_format(&self, system: &str, event: &str) -> Result<String> {
+        self.read_to_string(&format!("events/{system}/{event}/format"))
+    }
+
+    pub fn header_page(&self) -> Result<String> {
+        self.read_to_string("events/header_page")
+    }
+
+    /// Switches every event of a system on or off with one write.
+    pub fn set_system(&self, system: &str, on: bool) -> Result<()> {
+        self.write(&format!("events/{system}/enable"), if on { "1" } else { "0" })
+    }
+
     /// Opens the text `trace` file (a non-consuming, CPU-merged snapshot).
     pub fn open_trace(&self) -> Result<fs::File> {
         let path = self.path.join("trace");

@@ -4,6 +4,7 @@
 mod checkpoint;
 mod gc;
 mod install;
+mod record;
 mod report;
 
 use std::process::ExitCode;
@@ -28,17 +29,27 @@ enum Command {
     Gc(gc::Args),
     /// Write the oci-hooks(5) files for an installed hook binary.
     InstallHooks(install::Args),
+    /// The live recorder of one container (started by the prestart hook).
+    #[command(hide = true)]
+    Record(record::Args),
     /// Read Kubernetes / CRI-O / Podman checkpoint archives.
     Checkpoint(checkpoint::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log);
+    // The recorder has no stderr (it is detached): it logs beside its
+    // container's files.
+    let log_file = match &cli.command {
+        Command::Record(args) => Some(args.log_file()),
+        _ => None,
+    };
+    init_logging(&cli.log, log_file);
     let result = match cli.command {
         Command::Report(args) => report::run(args),
         Command::Gc(args) => gc::run(args),
         Command::InstallHooks(args) => install::run(args),
+        Command::Record(args) => record::run(args),
         Command::Checkpoint(args) => checkpoint::run(args),
     };
     match result {
@@ -50,10 +61,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(filter: &str) {
+fn init_logging(filter: &str, file: Option<std::path::PathBuf>) {
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| filter.to_string());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter));
+    let opened = file.and_then(|p| std::fs::OpenOptions::new().create(true).append(true).open(p).ok());
+    let _ = match opened {
+        Some(f) => builder.with_ansi(false).with_writer(std::sync::Mutex::new(f)).try_init(),
+        None => builder.with_writer(std::io::stderr).try_init(),
+    };
 }

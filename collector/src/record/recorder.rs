@@ -1,0 +1,203 @@
+//! The live recorder's loop: stream one container's trace while it runs,
+//! aggregate in memory, switch each syscall's event off once it has been
+//! seen (profile mode), and stop on its own when the container's init task
+//! exits (a pidfd, so no poststop is needed: CRI-O runs poststop only when
+//! a container is removed).
+
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use serde::{Deserialize, Serialize};
+
+use super::stream::{mono_now_ns, Stream, StreamStats};
+use super::{Mode, Result, DECODED_SYSTEMS};
+use crate::profile::{Aggregator, Analysis, Window};
+use crate::tracefs::{CpuStats, Instance};
+
+/// Pages read per CPU before records are handed on (256 KiB per CPU).
+const PAGES_PER_ROUND: usize = 64;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub mode: Mode,
+    /// How long to sleep between read rounds when nothing happens.
+    pub poll: Duration,
+    /// How often the aggregate is saved for crash recovery.
+    pub save_every: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { mode: Mode::Profile, poll: Duration::from_millis(20), save_every: Duration::from_secs(3) }
+    }
+}
+
+/// Why the recorder stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Ended {
+    /// The container's init task exited.
+    InitExited,
+    /// SIGTERM, SIGINT or SIGHUP.
+    Signal,
+    /// Someone else removed the instance.
+    InstanceGone,
+}
+
+/// What the recorder saves every few seconds, so a crash loses little.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub rule: Option<crate::profile::Rule>,
+    pub analysis: Analysis,
+    pub stream: StreamStats,
+    pub quenched: usize,
+}
+
+/// What a finished recording holds.
+#[derive(Debug)]
+pub struct Recorded {
+    pub window: Window,
+    pub analysis: Analysis,
+    pub stream: StreamStats,
+    pub per_cpu: Vec<CpuStats>,
+    /// Events switched off after being seen.
+    pub quenched: usize,
+    pub ended: Ended,
+}
+
+/// Runs until the init task `init_pid` exits (or a signal, or the instance
+/// vanishes). `ready` is called once the stream is open; `save` gets a
+/// snapshot every `save_every`.
+pub fn run(
+    inst: &Instance,
+    init_pid: i32,
+    opts: &Options,
+    ready: impl FnOnce(),
+    mut save: impl FnMut(&Snapshot),
+) -> Result<Recorded> {
+    let mut stream = Stream::open(inst, DECODED_SYSTEMS)?;
+    let mut agg = Aggregator::new(init_pid);
+    let signals = signal_fd();
+    let pidfd = pidfd_open(init_pid);
+    ready();
+
+    let mut quenched = 0usize;
+    let mut last_save = Instant::now();
+    let timeout = PollTimeout::try_from(opts.poll.as_millis().min(10_000) as i32).unwrap_or(PollTimeout::ZERO);
+    let mut more = false;
+    let ended = loop {
+        // While the buffers still hold data, only peek at the pidfd.
+        let (exited, signalled) = wait(pidfd.as_ref(), signals.as_ref(), if more { PollTimeout::ZERO } else { timeout });
+        if exited {
+            break Ended::InitExited;
+        }
+        if signalled {
+            break Ended::Signal;
+        }
+        if !inst.path().exists() {
+            break Ended::InstanceGone;
+        }
+        // Bounded rounds: quench and save between them even when the
+        // workload writes as fast as we read.
+        more = stream.round(Some(mono_now_ns()), PAGES_PER_ROUND, |r| agg.push(r))?;
+        quenched += quench(inst, &stream, &mut agg, opts.mode);
+        if last_save.elapsed() >= opts.save_every {
+            save(&snapshot(&agg, &stream, quenched));
+            last_save = Instant::now();
+        }
+    };
+
+    // Stop, then take everything that is left, in order.
+    if ended != Ended::InstanceGone {
+        if let Err(e) = inst.set_tracing_on(false) {
+            tracing::warn!(error = %e, "could not stop tracing before the final read");
+        }
+        while stream.round(None, PAGES_PER_ROUND, |r| agg.push(r))? {}
+    }
+    let per_cpu = inst.cpu_stats().unwrap_or_default();
+    let stats = stream.stats().clone();
+    let (window, analysis) = agg.finish();
+    Ok(Recorded { window, analysis, stream: stats, per_cpu, quenched, ended })
+}
+
+/// Switches off the enter event of every number newly seen in the window.
+fn quench(inst: &Instance, stream: &Stream, agg: &mut Aggregator, mode: Mode) -> usize {
+    let fresh = agg.take_new();
+    if mode != Mode::Profile {
+        return 0;
+    }
+    let mut n = 0;
+    for nr in fresh {
+        let Some(ev) = stream.enter_event_for(nr) else { continue };
+        match inst.set_event(&ev.system, &ev.name, false) {
+            Ok(()) => n += 1,
+            Err(e) => tracing::debug!(event = %ev.name, error = %e, "could not switch event off"),
+        }
+    }
+    n
+}
+
+fn snapshot(agg: &Aggregator, stream: &Stream, quenched: usize) -> Snapshot {
+    Snapshot {
+        rule: agg.window().map(|w| w.rule.clone()),
+        analysis: agg.analysis().clone(),
+        stream: stream.stats().clone(),
+        quenched,
+    }
+}
+
+/// Waits up to `timeout` for the init task to exit or a signal to come.
+fn wait(pidfd: Option<&OwnedFd>, signals: Option<&SignalFd>, timeout: PollTimeout) -> (bool, bool) {
+    let Some(pidfd) = pidfd else {
+        // No pidfd: the task was already gone when we started.
+        return (true, false);
+    };
+    let mut fds = vec![PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+    if let Some(s) = signals {
+        fds.push(PollFd::new(s.as_fd(), PollFlags::POLLIN));
+    }
+    if poll(&mut fds, timeout).is_err() {
+        return (false, false);
+    }
+    let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
+    let exited = ready(&fds[0]);
+    let signalled = fds.get(1).is_some_and(ready);
+    (exited, signalled)
+}
+
+/// A pidfd for `pid`, or `None` if it no longer exists.
+fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1;
+    // no memory is passed.
+    let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: the kernel just returned this fd to us and nothing else owns it.
+    Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Blocks SIGTERM/SIGINT/SIGHUP and returns a signalfd for them, so a
+/// stop request ends the loop cleanly instead of killing the process.
+fn signal_fd() -> Option<SignalFd> {
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        set.add(s);
+    }
+    set.thread_block().ok()?;
+    SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).ok()
+}
+
+/// CPU seconds and peak RSS of this process so far.
+pub fn self_usage() -> (f64, u64) {
+    match nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF) {
+        Ok(u) => {
+            let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+            (secs(u.user_time()) + secs(u.system_time()), u64::try_from(u.max_rss()).unwrap_or(0))
+        }
+        Err(_) => (0.0, 0),
+    }
+}
