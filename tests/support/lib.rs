@@ -121,6 +121,9 @@ impl Env {
             .arg(env.hooks_dir())
             .arg("--state-dir")
             .arg(env.state_dir())
+            // Other runs on a developer's machine (benchmarks) may hold
+            // instances; the cap itself is tested on its own.
+            .arg("--hook-arg=--max-instances=16")
             .output()
             .expect("run collector install-hooks");
         assert!(out.status.success(), "install-hooks: {}", String::from_utf8_lossy(&out.stderr));
@@ -246,6 +249,16 @@ impl Run {
     }
     pub fn ok(&self) -> bool {
         self.output.status.success()
+    }
+}
+
+/// Removes a detached container when dropped, so a failed assertion
+/// leaves no container (and no recorder, and no instance) running.
+pub struct Container(pub String);
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = podman().args(["rm", "-f", "-t", "0", &self.0]).output();
     }
 }
 

@@ -1,0 +1,178 @@
+//! The live recorder end to end with real podman + runc: long and busy
+//! containers, killed containers, several at once, and profile against
+//! full mode.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use e2e::*;
+
+const FULL: &str = "oci-ftrace-syscall-analyzer/mode=full";
+
+fn summary(env: &Env, id: &str) -> serde_json::Value {
+    read_json(&env.container_dir(id).join("summary.json"))
+}
+
+fn profile_names(env: &Env, id: &str) -> std::collections::BTreeSet<String> {
+    allowed(&read_json(&env.container_dir(id).join("seccomp.json")))
+}
+
+/// `podman run -d` of an annotated container; returns its id.
+fn start_detached(env: &Env, extra: &[&str], script: &str) -> String {
+    let cid = env.dir.path().join(format!("cid-{}", script.len() ^ extra.len() ^ (std::process::id() as usize) ^ rand_tag()));
+    let mut cmd = podman();
+    cmd.arg("--hooks-dir").arg(env.hooks_dir()).args(["run", "-d", "--network", "none"]);
+    cmd.args(["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "--annotation", TRACE_ANNOTATION]);
+    for e in extra {
+        cmd.args(["--annotation", e]);
+    }
+    cmd.arg("--cidfile").arg(&cid).arg("--rootfs").arg(env.rootfs()).args(["sh", "-c", script]);
+    let out = cmd.output().expect("podman run -d");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::read_to_string(&cid).expect("cidfile").trim().to_string()
+}
+
+fn rand_tag() -> usize {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos() as usize).unwrap_or(0)
+}
+
+fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    f()
+}
+
+#[test]
+fn long_busy_container_keeps_its_late_call_and_loses_nothing() {
+    if !prerequisites(true) {
+        return;
+    }
+    let _g = serial();
+    let env = Env::new();
+    // 5 M one-byte copies: 10 M syscalls, then one call made only at the end.
+    let script = "dd if=/dev/zero of=/dev/null bs=1 count=5000000 2>/dev/null; mkdir /tmp/late && rmdir /tmp/late && echo done";
+    let run = env.run(true, None, script);
+    assert!(run.ok(), "{}", run.stderr());
+    assert_eq!(run.stdout(), "done\n");
+    let s = summary(&env, &run.id);
+    assert_eq!(s["mode"], "profile");
+    assert_eq!(s["finished_by"], "recorder");
+    assert_eq!(s["lost_events"], 0, "{s:#}");
+    assert_eq!(s["complete"], true, "{}", s["incomplete_reasons"]);
+    assert!(s["analysis"]["syscalls"]["read"].as_u64().unwrap_or(0) >= 1);
+    // Quenched: far fewer records than the 10 M calls.
+    let records = s["recorder"]["records"].as_u64().unwrap_or(u64::MAX);
+    assert!(records < 1_000_000, "profile mode recorded {records} events");
+    assert!(s["recorder"]["max_rss_kib"].as_u64().unwrap_or(u64::MAX) <= 32 * 1024);
+    let names = profile_names(&env, &run.id);
+    assert!(names.contains("mkdir"), "the late call is missing: {names:?}");
+    env.assert_no_instances("after the busy run");
+
+    let path = env.container_dir(&run.id).join("seccomp.json");
+    let rerun = env.run(false, Some(path.to_str().expect("utf-8")), script);
+    assert!(rerun.ok(), "re-run under the profile failed: {}", rerun.stderr());
+    assert_eq!(rerun.stdout(), "done\n");
+}
+
+#[test]
+fn killed_container_is_finished_by_the_recorder() {
+    if !prerequisites(true) {
+        return;
+    }
+    let _g = serial();
+    let env = Env::new();
+    let id = start_detached(&env, &[], "ls / >/dev/null; sleep 100");
+    let _c = Container(id.clone());
+    let recorder_json = env.container_dir(&id).join("recorder.json");
+    assert!(wait_until(Duration::from_secs(10), || recorder_json.exists()), "no recorder");
+    let inst = format!("{INSTANCE_PREFIX}{id}");
+    assert!(env.instances().contains(&inst));
+    let out = podman().args(["kill", "-s", "KILL", &id]).output().expect("podman kill");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The recorder notices the init task's death by itself.
+    let done = wait_until(Duration::from_secs(15), || {
+        std::fs::read_to_string(env.container_dir(&id).join("summary.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .is_some_and(|s| s["finished_by"] == "recorder")
+    });
+    assert!(done, "no summary from the recorder");
+    assert!(wait_until(Duration::from_secs(5), || !env.instances().contains(&inst)), "instance left");
+    assert!(profile_names(&env, &id).contains("getdents64"), "ls's calls missing");
+    drop(_c);
+    env.assert_no_instances("after the killed container");
+}
+
+#[test]
+fn three_containers_at_once_get_their_own_profiles() {
+    if !prerequisites(true) {
+        return;
+    }
+    let _g = serial();
+    let env = Env::new();
+    // Each makes one distinctive call the others never make.
+    let workloads = [("mkdir", "sleep 1; mkdir /tmp/a"), ("symlink", "sleep 1; ln -s /x /tmp/b"), ("rename", "sleep 1; touch /tmp/c; mv /tmp/c /tmp/d")];
+    let ids: Vec<String> = workloads.iter().map(|(_, w)| start_detached(&env, &[], w)).collect();
+    let _guards: Vec<Container> = ids.iter().cloned().map(Container).collect();
+    for id in &ids {
+        let ok = wait_until(Duration::from_secs(20), || env.container_dir(id).join("summary.json").exists());
+        assert!(ok, "no summary for {id}");
+    }
+    let all = ["mkdir", "symlink", "rename"];
+    for ((call, _), id) in workloads.iter().zip(&ids) {
+        let names = profile_names(&env, id);
+        assert!(names.contains(*call), "{call} missing from its own profile: {names:?}");
+        for other in all.iter().filter(|c| *c != call) {
+            assert!(!names.contains(*other), "{other} leaked into the {call} container's profile");
+        }
+    }
+    drop(_guards);
+    env.assert_no_instances("after three containers");
+}
+
+#[test]
+fn profile_mode_and_full_mode_find_the_same_calls() {
+    if !prerequisites(true) {
+        return;
+    }
+    let _g = serial();
+    let env = Env::new();
+    let script = "echo hi; ls /; cat /etc/passwd; mkdir /tmp/x; rmdir /tmp/x";
+    let profile = env.run(true, None, script);
+    assert!(profile.ok(), "{}", profile.stderr());
+    let mut cmd_env = Vec::new();
+    cmd_env.push(FULL);
+    let full = run_annotated(&env, &cmd_env, script);
+    let (ps, fs) = (summary(&env, &profile.id), summary(&env, &full));
+    assert_eq!(ps["mode"], "profile");
+    assert_eq!(fs["mode"], "full");
+    assert_eq!(fs["lost_events"], 0);
+    assert_eq!(profile_names(&env, &profile.id), profile_names(&env, &full));
+    // Full mode counts failures by errno (rmdir of a missing dir is not
+    // made here, but busybox probes paths that do not exist).
+    assert!(fs["analysis"]["errors"].as_object().is_some_and(|e| !e.is_empty()), "{}", fs["analysis"]);
+    // And times per process.
+    let procs = fs["analysis"]["processes"].as_object().expect("processes");
+    assert!(procs.values().all(|p| p["first_ns"].as_u64() <= p["last_ns"].as_u64()));
+    env.assert_no_instances("after profile and full runs");
+}
+
+/// A foreground run with extra annotations; returns the id.
+fn run_annotated(env: &Env, extra: &[&str], script: &str) -> String {
+    let cid = env.dir.path().join(format!("cid-fg-{}", rand_tag()));
+    let mut cmd: Command = podman();
+    cmd.arg("--hooks-dir").arg(env.hooks_dir()).args(["run", "--rm", "--network", "none"]);
+    cmd.args(["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "--annotation", TRACE_ANNOTATION]);
+    for e in extra {
+        cmd.args(["--annotation", e]);
+    }
+    cmd.arg("--cidfile").arg(&cid).arg("--rootfs").arg(env.rootfs()).args(["sh", "-c", script]);
+    let out = cmd.output().expect("podman run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::read_to_string(&cid).expect("cidfile").trim().to_string()
+}
