@@ -28,7 +28,7 @@ use crate::container::{live_pid, Recording, StateDir, Summary};
 use crate::profile::{seccomp, Aggregator, Analysis, Rule, Window};
 use crate::record::recorder::{self, Ended, Options, Snapshot};
 use crate::record::stream::{Stream, StreamStats};
-use crate::record::{self, instance_name, syscalls_without_event, ArmConfig, Mode, DECODED_SYSTEMS, MODE_ANNOTATION};
+use crate::record::{self, instance_name, syscalls_without_event, Mode, DECODED_SYSTEMS, MODE_ANNOTATION};
 use crate::tracefs::{CpuStats, Instance, InstanceGuard, TraceFs, INSTANCE_PREFIX};
 
 /// The annotation that opts a container in.
@@ -154,19 +154,25 @@ pub fn prestart(settings: &Settings, state: &State) -> Result<Recording> {
     }
     // state.json goes first: a concurrent gc then knows whose instance it is.
     settings.state_dir.write_json(&id, STATE_FILE, &recording)?;
-    let config = ArmConfig { buffer_size_kb: settings.buffer_size_kb, mode };
-    let inst = record::arm(&tfs, &name, &[pid], &config)?;
+    let inst = record::arm(&tfs, &name, &[pid], settings.buffer_size_kb, mode)?;
     tracing::info!(id = %id, pid, instance = %name, ?mode, "armed");
 
-    if let Some(collector) = &settings.collector {
-        // Without a recorder the ring buffer still holds the trace for
-        // poststop, so a failed start is logged, not fatal.
-        match start_recorder(collector, &settings.state_dir, &id, settings.ready_timeout) {
-            Ok(rpid) => tracing::info!(id = %id, recorder = rpid, "recorder ready"),
-            Err(e) => tracing::warn!(id = %id, error = %e, "recorder did not start; poststop will read the ring buffer"),
-        }
+    let started = match &settings.collector {
+        Some(collector) => match start_recorder(collector, &settings.state_dir, &id, settings.ready_timeout) {
+            Ok(rpid) => {
+                tracing::info!(id = %id, recorder = rpid, "recorder ready");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(id = %id, error = %e, "recorder did not start; poststop will read the ring buffer");
+                false
+            }
+        },
+        None => false,
+    };
+    if !started {
+        record::tune(&inst, mode)?;
     }
-    drop(inst);
     Ok(recording)
 }
 
@@ -229,10 +235,6 @@ fn start_recorder(collector: &Path, state_dir: &StateDir, id: &str, timeout: Dur
 /// prestart, written once the stream is open.
 pub fn record(state_dir: &StateDir, id: &str, ready_fd: Option<i32>) -> Result<Summary> {
     let me = std::process::id();
-    let (_moved, failed) = record::cgroup::leave_to_root(me);
-    for e in failed {
-        tracing::debug!(error = %e, "cgroup move failed");
-    }
     let recording: Recording = state_dir.read_json(id, STATE_FILE)?;
     let info = RecorderInfo { pid: me, start_ticks: task_facts(me as i32).0, started_unix: unix_now() };
     state_dir.write_json(id, RECORDER_FILE, &info)?;
@@ -241,16 +243,19 @@ pub fn record(state_dir: &StateDir, id: &str, ready_fd: Option<i32>) -> Result<S
         return Err(Error::NoInstance { id: id.to_string(), name: recording.instance.clone() });
     };
     let guard = InstanceGuard::new(inst);
-    let no_event = syscalls_without_event(guard.instance()).unwrap_or_default();
-    if !no_event.is_empty() {
-        tracing::info!(count = no_event.len(), syscalls = ?no_event, "syscalls with no event on this kernel (invisible in profile mode)");
-    }
     let ready = || {
         if let Some(fd) = ready_fd {
             // SAFETY: fd 3 was set up by prestart for us alone; taking
             // ownership closes it after the write.
             let mut pipe = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
             let _ = pipe.write_all(b"ready\n");
+        }
+        // Out of the container's cgroups, right after the hook is released
+        // (moving costs milliseconds that a container start need not wait
+        // for; teardown comes much later).
+        let (_moved, failed) = record::cgroup::leave_to_root(me);
+        for e in failed {
+            tracing::debug!(error = %e, "cgroup move failed");
         }
     };
     let save = |snap: &Snapshot| {
@@ -261,6 +266,10 @@ pub fn record(state_dir: &StateDir, id: &str, ready_fd: Option<i32>) -> Result<S
     let opts = Options { mode: recording.mode, ..Options::default() };
     let recorded = recorder::run(guard.instance(), recording.host_pid, &opts, ready, save)?;
     guard.keep().remove()?;
+    let no_event = syscalls_without_event(&tfs);
+    if !no_event.is_empty() {
+        tracing::info!(count = no_event.len(), syscalls = ?no_event, "syscalls with no event on this kernel (invisible in profile mode)");
+    }
     let (cpu_seconds, max_rss_kib) = recorder::self_usage();
     let stats = RecorderStats {
         pid: me,
@@ -386,7 +395,7 @@ fn drain(inst: &Instance, init_pid: i32) -> Result<(Window, Analysis, StreamStat
     inst.set_tracing_on(false)?;
     let mut stream = Stream::open(inst, DECODED_SYSTEMS)?;
     let mut agg = Aggregator::new(init_pid);
-    while stream.round(None, 64, |r| agg.push(r))? {}
+    while stream.round(true, 64, |r| agg.push(r))? {}
     let per_cpu = inst.cpu_stats()?;
     let (window, analysis) = agg.finish();
     Ok((window, analysis, stream.stats().clone(), per_cpu))

@@ -12,8 +12,9 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use serde::{Deserialize, Serialize};
 
-use super::stream::{mono_now_ns, Stream, StreamStats};
-use super::{Mode, Result, DECODED_SYSTEMS};
+use super::stream::{Stream, StreamStats};
+use super::{tune, Mode, Result, DECODED_SYSTEMS};
+use crate::trace::Event;
 use crate::profile::{Aggregator, Analysis, Window};
 use crate::tracefs::{CpuStats, Instance};
 
@@ -31,7 +32,11 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { mode: Mode::Profile, poll: Duration::from_millis(20), save_every: Duration::from_secs(3) }
+        Options {
+            mode: Mode::Profile,
+            poll: Duration::from_millis(20),
+            save_every: Duration::from_secs(3),
+        }
     }
 }
 
@@ -69,8 +74,8 @@ pub struct Recorded {
 }
 
 /// Runs until the init task `init_pid` exits (or a signal, or the instance
-/// vanishes). `ready` is called once the stream is open; `save` gets a
-/// snapshot every `save_every`.
+/// vanishes). `ready` is called first (the ring buffer keeps everything
+/// until it is read); then the slow set-up is done. `save` gets a snapshot every `save_every`.
 pub fn run(
     inst: &Instance,
     init_pid: i32,
@@ -78,11 +83,21 @@ pub fn run(
     ready: impl FnOnce(),
     mut save: impl FnMut(&Snapshot),
 ) -> Result<Recorded> {
-    let mut stream = Stream::open(inst, DECODED_SYSTEMS)?;
-    let mut agg = Aggregator::new(init_pid);
     let signals = signal_fd();
     let pidfd = pidfd_open(init_pid);
     ready();
+    tune(inst, opts.mode)?;
+    let pipes = inst.open_raw_pipes()?;
+    let mut stream = Stream::with_pipes(inst, pipes, DECODED_SYSTEMS)?;
+    let mut agg = Aggregator::new(init_pid);
+    // Profile mode keeps no exit events (the few recorded before tune()
+    // switched them off would give a partial error count).
+    let profile = opts.mode == Mode::Profile;
+    let push = |agg: &mut Aggregator, r: &crate::trace::Record| {
+        if !(profile && matches!(r.event, Event::SysExit { .. })) {
+            agg.push(r);
+        }
+    };
 
     let mut quenched = 0usize;
     let mut last_save = Instant::now();
@@ -102,7 +117,7 @@ pub fn run(
         }
         // Bounded rounds: quench and save between them even when the
         // workload writes as fast as we read.
-        more = stream.round(Some(mono_now_ns()), PAGES_PER_ROUND, |r| agg.push(r))?;
+        more = stream.round(false, PAGES_PER_ROUND, |r| push(&mut agg, r))?;
         quenched += quench(inst, &stream, &mut agg, opts.mode);
         if last_save.elapsed() >= opts.save_every {
             save(&snapshot(&agg, &stream, quenched));
@@ -115,7 +130,7 @@ pub fn run(
         if let Err(e) = inst.set_tracing_on(false) {
             tracing::warn!(error = %e, "could not stop tracing before the final read");
         }
-        while stream.round(None, PAGES_PER_ROUND, |r| agg.push(r))? {}
+        while stream.round(true, PAGES_PER_ROUND, |r| push(&mut agg, r))? {}
     }
     let per_cpu = inst.cpu_stats().unwrap_or_default();
     let stats = stream.stats().clone();

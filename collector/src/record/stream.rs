@@ -1,10 +1,11 @@
 //! Streaming an instance's per-CPU `trace_pipe_raw` pages: read every CPU
 //! until it is empty, decode, and hand records on in time order.
 //!
-//! CPUs are merged by timestamp. The instance runs on the `mono` trace
-//! clock, so a read round knows the time it started: records stamped before
-//! that (less a small slack for events still being committed) are complete
-//! and are released sorted; later ones wait for the next round.
+//! CPUs are merged by timestamp. A CPU read until it was empty has given
+//! everything it committed, so what any CPU records later is stamped after
+//! the newest record seen so far, give or take events still being
+//! committed: records older than the newest one less a slack are released
+//! sorted; the rest wait for the next round (or the final one).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -15,8 +16,8 @@ use crate::trace::page::for_each_event;
 use crate::trace::{Decoder, Event, Record};
 use crate::tracefs::{self, Instance};
 
-/// Events committed this long before a round started are taken as final.
-const SLACK_NS: u64 = 2_000_000;
+/// Records this much older than the newest one seen are taken as final.
+const SLACK_NS: u64 = 10_000_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -56,15 +57,24 @@ pub struct Stream {
     /// Per-syscall enter event that recorded each number.
     enter_events: HashMap<i64, u16>,
     held: Vec<Record>,
+    /// Newest timestamp decoded so far.
+    newest: u64,
     page: Vec<u8>,
     stats: StreamStats,
     problems: u32,
 }
 
 impl Stream {
-    /// Opens the raw pipes and reads the layouts of every enabled-able event
-    /// of `systems` (plus `events/header_page`).
+    /// Opens the raw pipes and reads the layouts of every event of
+    /// `systems` (plus `events/header_page`).
     pub fn open(inst: &Instance, systems: &[&str]) -> Result<Self, Error> {
+        let pipes = inst.open_raw_pipes()?;
+        Self::with_pipes(inst, pipes, systems)
+    }
+
+    /// Like [`Stream::open`], with pipes opened beforehand (the recorder
+    /// opens them first, to say it is attached as early as possible).
+    pub fn with_pipes(inst: &Instance, pipes: Vec<(u32, File)>, systems: &[&str]) -> Result<Self, Error> {
         let header = HeaderPage::parse(&inst.header_page()?).unwrap_or_default();
         let mut formats = Vec::new();
         for system in systems {
@@ -80,7 +90,6 @@ impl Stream {
         }
         let names = formats.iter().map(|f| (f.id, EventName { system: f.system.clone(), name: f.name.clone() })).collect();
         let decoder = Decoder::new(header, &formats);
-        let pipes = inst.open_raw_pipes()?;
         Ok(Stream {
             pipes,
             page: vec![0; header.page_size().max(4096)],
@@ -88,6 +97,7 @@ impl Stream {
             names,
             enter_events: HashMap::new(),
             held: Vec::new(),
+            newest: 0,
             stats: StreamStats::default(),
             problems: 0,
         })
@@ -103,14 +113,11 @@ impl Stream {
     }
 
     /// Reads every CPU until it is empty, or for at most `max_pages` pages
-    /// per CPU. Records stamped before `now_ns - SLACK_NS` go to `sink` in
-    /// time order; with `now_ns = None` (the final round) everything does.
-    /// Returns true if some CPU still had data (the caller should come back
-    /// at once rather than sleep).
-    pub fn round(&mut self, now_ns: Option<u64>, max_pages: usize, mut sink: impl FnMut(&Record)) -> Result<bool, Error> {
-        // A CPU cut short may still hold records older than what another
-        // CPU gave: release nothing past the oldest such cut.
-        let mut limit = now_ns.map(|now| now.saturating_sub(SLACK_NS)).unwrap_or(u64::MAX);
+    /// per CPU, and hands settled records to `sink` in time order. `last`
+    /// (the final round, tracing stopped) releases everything read. Returns
+    /// true if some CPU still had data (come back at once, do not sleep).
+    pub fn round(&mut self, last: bool, max_pages: usize, mut sink: impl FnMut(&Record)) -> Result<bool, Error> {
+        let mut limit = u64::MAX;
         let mut more = false;
         for i in 0..self.pipes.len() {
             let cpu = self.pipes[i].0;
@@ -134,14 +141,22 @@ impl Stream {
                 self.stats.bytes += n as u64;
                 self.decode_page(cpu, n);
             }
+            let newest_here = self.held[before..].iter().map(|r| r.ts_ns).max();
+            if let Some(t) = newest_here {
+                self.newest = self.newest.max(t);
+            }
             if cut_short {
                 more = true;
                 // Pages come out in order, so this CPU's newest record so far
-                // bounds what is safe to release.
-                if let Some(last) = self.held[before..].iter().map(|r| r.ts_ns).max() {
-                    limit = limit.min(last);
+                // bounds what is safe to release: its unread pages may hold
+                // records older than another CPU's.
+                if let Some(t) = newest_here {
+                    limit = limit.min(t);
                 }
             }
+        }
+        if !last {
+            limit = limit.min(self.newest.saturating_sub(SLACK_NS));
         }
         // Stable sort: equal stamps keep CPU-then-read order.
         self.held.sort_by_key(|r| r.ts_ns);
@@ -194,13 +209,5 @@ impl Stream {
             }
         }
         stats.records += good;
-    }
-}
-
-/// CLOCK_MONOTONIC now, in nanoseconds: the `mono` trace clock's time base.
-pub fn mono_now_ns() -> u64 {
-    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC) {
-        Ok(t) => (t.tv_sec() as u64).saturating_mul(1_000_000_000).saturating_add(t.tv_nsec() as u64),
-        Err(_) => 0,
     }
 }
