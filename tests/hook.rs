@@ -147,17 +147,6 @@ fn alive(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
-fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    f()
-}
-
 #[test]
 fn recorder_leaves_the_cgroups_and_finishes_by_itself() {
     if !prerequisites(false) {

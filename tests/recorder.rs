@@ -2,8 +2,7 @@
 //! containers, killed containers, several at once, and profile against
 //! full mode.
 
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use e2e::*;
 
@@ -15,36 +14,6 @@ fn summary(env: &Env, id: &str) -> serde_json::Value {
 
 fn profile_names(env: &Env, id: &str) -> std::collections::BTreeSet<String> {
     allowed(&read_json(&env.container_dir(id).join("seccomp.json")))
-}
-
-/// `podman run -d` of an annotated container; returns its id.
-fn start_detached(env: &Env, extra: &[&str], script: &str) -> String {
-    let cid = env.dir.path().join(format!("cid-{}", script.len() ^ extra.len() ^ (std::process::id() as usize) ^ rand_tag()));
-    let mut cmd = podman();
-    cmd.arg("--hooks-dir").arg(env.hooks_dir()).args(["run", "-d", "--network", "none"]);
-    cmd.args(["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "--annotation", TRACE_ANNOTATION]);
-    for e in extra {
-        cmd.args(["--annotation", e]);
-    }
-    cmd.arg("--cidfile").arg(&cid).arg("--rootfs").arg(env.rootfs()).args(["sh", "-c", script]);
-    let out = cmd.output().expect("podman run -d");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    std::fs::read_to_string(&cid).expect("cidfile").trim().to_string()
-}
-
-fn rand_tag() -> usize {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos() as usize).unwrap_or(0)
-}
-
-fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    f()
 }
 
 #[test]
@@ -86,8 +55,8 @@ fn killed_container_is_finished_by_the_recorder() {
     }
     let _g = serial();
     let env = Env::new();
-    let id = start_detached(&env, &[], "ls / >/dev/null; sleep 100");
-    let _c = Container(id.clone());
+    let container = env.start_traced("ls / >/dev/null; sleep 100");
+    let id = container.0.clone();
     let recorder_json = env.container_dir(&id).join("recorder.json");
     assert!(wait_until(Duration::from_secs(10), || recorder_json.exists()), "no recorder");
     let inst = format!("{INSTANCE_PREFIX}{id}");
@@ -104,7 +73,7 @@ fn killed_container_is_finished_by_the_recorder() {
     assert!(done, "no summary from the recorder");
     assert!(wait_until(Duration::from_secs(5), || !env.instances().contains(&inst)), "instance left");
     assert!(profile_names(&env, &id).contains("getdents64"), "ls's calls missing");
-    drop(_c);
+    drop(container);
     env.assert_no_instances("after the killed container");
 }
 
@@ -117,8 +86,8 @@ fn three_containers_at_once_get_their_own_profiles() {
     let env = Env::new();
     // Each makes one distinctive call the others never make.
     let workloads = [("mkdir", "sleep 1; mkdir /tmp/a"), ("symlink", "sleep 1; ln -s /x /tmp/b"), ("rename", "sleep 1; touch /tmp/c; mv /tmp/c /tmp/d")];
-    let ids: Vec<String> = workloads.iter().map(|(_, w)| start_detached(&env, &[], w)).collect();
-    let _guards: Vec<Container> = ids.iter().cloned().map(Container).collect();
+    let containers: Vec<Container> = workloads.iter().map(|(_, w)| env.start_traced(w)).collect();
+    let ids: Vec<String> = containers.iter().map(|c| c.0.clone()).collect();
     for id in &ids {
         let ok = wait_until(Duration::from_secs(20), || env.container_dir(id).join("summary.json").exists());
         assert!(ok, "no summary for {id}");
@@ -131,7 +100,7 @@ fn three_containers_at_once_get_their_own_profiles() {
             assert!(!names.contains(*other), "{other} leaked into the {call} container's profile");
         }
     }
-    drop(_guards);
+    drop(containers);
     env.assert_no_instances("after three containers");
 }
 
@@ -145,9 +114,9 @@ fn profile_mode_and_full_mode_find_the_same_calls() {
     let script = "echo hi; ls /; cat /etc/passwd; mkdir /tmp/x; rmdir /tmp/x";
     let profile = env.run(true, None, script);
     assert!(profile.ok(), "{}", profile.stderr());
-    let mut cmd_env = Vec::new();
-    cmd_env.push(FULL);
-    let full = run_annotated(&env, &cmd_env, script);
+    let full = env.run_traced(&[FULL], script);
+    assert!(full.ok(), "{}", full.stderr());
+    let full = full.id;
     let (ps, fs) = (summary(&env, &profile.id), summary(&env, &full));
     assert_eq!(ps["mode"], "profile");
     assert_eq!(fs["mode"], "full");
@@ -160,19 +129,4 @@ fn profile_mode_and_full_mode_find_the_same_calls() {
     let procs = fs["analysis"]["processes"].as_object().expect("processes");
     assert!(procs.values().all(|p| p["first_ns"].as_u64() <= p["last_ns"].as_u64()));
     env.assert_no_instances("after profile and full runs");
-}
-
-/// A foreground run with extra annotations; returns the id.
-fn run_annotated(env: &Env, extra: &[&str], script: &str) -> String {
-    let cid = env.dir.path().join(format!("cid-fg-{}", rand_tag()));
-    let mut cmd: Command = podman();
-    cmd.arg("--hooks-dir").arg(env.hooks_dir()).args(["run", "--rm", "--network", "none"]);
-    cmd.args(["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "--annotation", TRACE_ANNOTATION]);
-    for e in extra {
-        cmd.args(["--annotation", e]);
-    }
-    cmd.arg("--cidfile").arg(&cid).arg("--rootfs").arg(env.rootfs()).args(["sh", "-c", script]);
-    let out = cmd.output().expect("podman run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    std::fs::read_to_string(&cid).expect("cidfile").trim().to_string()
 }

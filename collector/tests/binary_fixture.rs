@@ -3,24 +3,17 @@
 //! kernel printed as text must come out of the raw pages the same.
 
 use std::fs;
-use std::path::Path;
 
 use collector::trace::{parse_text, Decoder, Event, EventFormat, HeaderPage, Parsed, Record};
 
+mod common;
+
 fn dir() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/raw-6.18")
+    common::raw_fixture()
 }
 
 fn formats() -> (HeaderPage, Vec<EventFormat>) {
-    let formats = dir().join("formats");
-    let header = HeaderPage::parse(&fs::read_to_string(formats.join("header_page")).unwrap()).unwrap();
-    let mut list = Vec::new();
-    for system in fs::read_dir(&formats).unwrap().flatten().filter(|e| e.path().is_dir()) {
-        let sys = system.file_name().into_string().unwrap();
-        for f in fs::read_dir(system.path()).unwrap().flatten() {
-            list.push(EventFormat::parse(&sys, &fs::read_to_string(f.path()).unwrap()).unwrap());
-        }
-    }
+    let (header, list) = common::raw_formats();
     assert_eq!(list.len(), 7);
     (header, list)
 }

@@ -4,16 +4,17 @@
 //! records must come out once each, in time order.
 
 use std::fs;
-use std::path::Path;
 
 use collector::record::stream::Stream;
-use collector::trace::{Decoder, EventFormat, HeaderPage, Parsed, Record};
+use collector::trace::{Decoder, Parsed, Record};
 use collector::tracefs::TraceFs;
 
 const NAME: &str = "oci_ftrace_fixture";
 
+mod common;
+
 fn fixture() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/raw-6.18")
+    common::raw_fixture()
 }
 
 /// instances/<NAME>/{events/..., per_cpu/cpuN/trace_pipe_raw} from the fixture.
@@ -41,15 +42,7 @@ fn fake_tracefs() -> tempfile::TempDir {
 
 /// All records, decoded page by page and sorted: the reference.
 fn reference() -> Vec<(u64, i32)> {
-    let formats = fixture().join("formats");
-    let header = HeaderPage::parse(&fs::read_to_string(formats.join("header_page")).unwrap()).unwrap();
-    let mut list = Vec::new();
-    for system in fs::read_dir(&formats).unwrap().flatten().filter(|e| e.path().is_dir()) {
-        let sys = system.file_name().into_string().unwrap();
-        for f in fs::read_dir(system.path()).unwrap().flatten() {
-            list.push(EventFormat::parse(&sys, &fs::read_to_string(f.path()).unwrap()).unwrap());
-        }
-    }
+    let (header, list) = common::raw_formats();
     let dec = Decoder::new(header, &list);
     let mut parsed = Parsed::default();
     for cpu in 0..2u32 {

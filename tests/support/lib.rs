@@ -145,13 +145,32 @@ impl Env {
 
     /// `podman run --rm` of `script` under `sh -c`, with the hooks loaded.
     pub fn run(&self, annotate: bool, seccomp: Option<&str>, script: &str) -> Run {
+        let annotations: &[&str] = if annotate { &[TRACE_ANNOTATION] } else { &[] };
+        self.podman_run(&["--rm"], annotations, seccomp, script)
+    }
+
+    /// A foreground, traced run with extra annotations (e.g. the mode).
+    pub fn run_traced(&self, extra: &[&str], script: &str) -> Run {
+        let annotations: Vec<&str> = std::iter::once(TRACE_ANNOTATION).chain(extra.iter().copied()).collect();
+        self.podman_run(&["--rm"], &annotations, None, script)
+    }
+
+    /// A detached, traced container; removed when the guard is dropped.
+    pub fn start_traced(&self, script: &str) -> Container {
+        let run = self.podman_run(&["-d"], &[TRACE_ANNOTATION], None, script);
+        assert!(run.ok(), "podman run -d: {}", run.stderr());
+        assert!(!run.id.is_empty(), "no container id");
+        Container(run.id)
+    }
+
+    fn podman_run(&self, flags: &[&str], annotations: &[&str], seccomp: Option<&str>, script: &str) -> Run {
         let cidfile = self.dir.path().join(format!("cid-{}", unique()));
         let mut cmd = podman();
-        cmd.arg("--hooks-dir").arg(self.hooks_dir()).args(["run", "--rm", "--network", "none"]);
+        cmd.arg("--hooks-dir").arg(self.hooks_dir()).arg("run").args(flags).args(["--network", "none"]);
         cmd.args(["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]);
         cmd.arg("--cidfile").arg(&cidfile);
-        if annotate {
-            cmd.args(["--annotation", TRACE_ANNOTATION]);
+        for a in annotations {
+            cmd.args(["--annotation", a]);
         }
         if let Some(s) = seccomp {
             cmd.arg("--security-opt").arg(format!("seccomp={s}"));
@@ -290,6 +309,18 @@ pub fn make_rootfs(root: &Path) {
     }
     std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").expect("passwd");
     std::fs::write(root.join("etc/group"), "root:x:0:\n").expect("group");
+}
+
+/// Polls `f` every 50 ms until it holds or `limit` passes.
+pub fn wait_until(limit: std::time::Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    f()
 }
 
 /// Reads a JSON file the hook wrote.

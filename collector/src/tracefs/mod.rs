@@ -9,7 +9,7 @@
 mod mountinfo;
 
 use std::fs::{self, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub use mountinfo::find_tracefs;
@@ -237,15 +237,9 @@ impl Instance {
     /// non-blocking so a read round never waits.
     pub fn open_raw_pipes(&self) -> Result<Vec<(u32, fs::File)>> {
         use std::os::unix::fs::OpenOptionsExt;
-        let dir = self.path.join("per_cpu");
-        let entries = fs::read_dir(&dir).map_err(|cause| Error::Read { path: dir.clone(), cause })?;
         let mut out = Vec::new();
-        for entry in entries.filter_map(|e| e.ok()) {
-            let name = entry.file_name();
-            let Some(cpu) = name.to_str().and_then(|n| n.strip_prefix("cpu")).and_then(|n| n.parse().ok()) else {
-                continue;
-            };
-            let path = entry.path().join("trace_pipe_raw");
+        for (cpu, dir) in self.cpu_dirs()? {
+            let path = dir.join("trace_pipe_raw");
             let file = OpenOptions::new()
                 .read(true)
                 .custom_flags(nix::libc::O_NONBLOCK)
@@ -253,6 +247,20 @@ impl Instance {
                 .map_err(|cause| Error::Read { path, cause })?;
             out.push((cpu, file));
         }
+        Ok(out)
+    }
+
+    /// `per_cpu/cpuN` directories, by CPU number.
+    fn cpu_dirs(&self) -> Result<Vec<(u32, PathBuf)>> {
+        let dir = self.path.join("per_cpu");
+        let entries = fs::read_dir(&dir).map_err(|cause| Error::Read { path: dir.clone(), cause })?;
+        let mut out: Vec<(u32, PathBuf)> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let cpu = e.file_name().to_str()?.strip_prefix("cpu")?.parse().ok()?;
+                Some((cpu, e.path()))
+            })
+            .collect();
         out.sort_by_key(|(cpu, _)| *cpu);
         Ok(out)
     }
@@ -292,22 +300,12 @@ impl Instance {
 
     /// Ring-buffer accounting for every CPU of this instance.
     pub fn cpu_stats(&self) -> Result<Vec<CpuStats>> {
-        let dir = self.path.join("per_cpu");
-        let entries = fs::read_dir(&dir).map_err(|cause| Error::Read { path: dir.clone(), cause })?;
         let mut out = Vec::new();
-        for entry in entries.filter_map(|e| e.ok()) {
-            let name = entry.file_name();
-            let Some(cpu) = name.to_str().and_then(|n| n.strip_prefix("cpu")).and_then(|n| n.parse().ok()) else {
-                continue;
-            };
-            let path = entry.path().join("stats");
-            let mut text = String::new();
-            fs::File::open(&path)
-                .and_then(|mut f| f.read_to_string(&mut text))
-                .map_err(|cause| Error::Read { path, cause })?;
+        for (cpu, dir) in self.cpu_dirs()? {
+            let path = dir.join("stats");
+            let text = fs::read_to_string(&path).map_err(|cause| Error::Read { path, cause })?;
             out.push(CpuStats::parse(cpu, &text));
         }
-        out.sort_by_key(|s| s.cpu);
         Ok(out)
     }
 
