@@ -73,7 +73,7 @@ impl EventFormat {
     }
 }
 
-/// `field:unsigned long args[6];	offset:16;	size:48;	signed:0;`
+/// `field:unsigned long args[6]; offset:16; size:48; signed:0;` (tab separated)
 fn parse_field(line: &str) -> Option<Field> {
     let mut decl = None;
     let mut offset = None;
