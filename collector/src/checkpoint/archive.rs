@@ -181,7 +181,8 @@ where
                 member: prev.clone(),
                 source,
             },
-            None => archive_err(source),
+            // Not even a first header: this is no tar at all.
+            None => Error::NotTar { path: path.to_path_buf() },
         })?;
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let kind = entry.header().entry_type();

@@ -26,6 +26,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("{path}: not a tar archive (plain, gzip or zstd), nor a checkpoint directory")]
+    NotTar { path: PathBuf },
     #[error("{path}: the archive is empty")]
     Empty { path: PathBuf },
     #[error("{path}: not a checkpoint archive: no member {missing}{ignored}")]

@@ -128,7 +128,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 match checkpoint::load(a, &LoadOptions::default()) {
                     Ok(c) => loaded.push(c),
                     Err(e) => {
-                        eprintln!("collector: {:#}", anyhow::Error::new(e));
+                        eprintln!("collector: {}", crate::one_line(&format!("{:#}", anyhow::Error::new(e))));
                         failed += 1;
                     }
                 }

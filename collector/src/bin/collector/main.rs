@@ -55,10 +55,21 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("collector: {err:#}");
+            eprintln!("collector: {}", one_line(&format!("{err:#}")));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Errors may quote input (a tar header, a JSON fragment): keep them to one
+/// short line, with control characters escaped.
+pub fn one_line(msg: &str) -> String {
+    const MAX: usize = 400;
+    let mut out: String = msg.chars().flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect();
+    if out.chars().count() > MAX {
+        out = out.chars().take(MAX).collect::<String>() + "…";
+    }
+    out
 }
 
 fn init_logging(filter: &str, file: Option<std::path::PathBuf>) {
