@@ -279,6 +279,15 @@ fn containers_beyond_the_cap_run_untraced() {
     assert!(st["not_traced"].as_str().is_some_and(|w| w.contains("cap 1")), "{st}");
     let log = std::fs::read_to_string(env.state_dir().join("hook.log")).unwrap_or_default();
     assert!(log.contains("not traced"), "{log}");
+    // The report says why there is no profile.
+    let out = Command::new(collector_bin())
+        .args(["report", "hooktest-cap-b", "--state-dir"])
+        .arg(env.state_dir())
+        .output()
+        .expect("collector report");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("was not traced") && err.contains("cap 1"), "{err}");
     stop(a);
     stop(b);
     for id in ["hooktest-cap-a", "hooktest-cap-b"] {

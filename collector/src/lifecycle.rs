@@ -88,7 +88,9 @@ impl Settings {
             buffer_size_kb: record::DEFAULT_BUFFER_SIZE_KB,
             max_instances: DEFAULT_MAX_INSTANCES,
             collector: None,
-            ready_timeout: Duration::from_secs(2),
+            // Under the hook's own 2 s watchdog, so a slow recorder start
+            // ends in "untraced, logged", not in a killed hook.
+            ready_timeout: Duration::from_secs(1),
             finish_timeout: Duration::from_secs(30),
         }
     }
@@ -242,7 +244,8 @@ pub fn record(state_dir: &StateDir, id: &str, ready_fd: Option<i32>) -> Result<S
     let Some(inst) = tfs.open_instance(&recording.instance)? else {
         return Err(Error::NoInstance { id: id.to_string(), name: recording.instance.clone() });
     };
-    let guard = InstanceGuard::new(inst);
+    // No guard here: if the recorder fails, the instance stays for
+    // poststop (or gc) to read what it holds.
     let ready = || {
         if let Some(fd) = ready_fd {
             // SAFETY: fd 3 was set up by prestart for us alone; taking
@@ -264,8 +267,8 @@ pub fn record(state_dir: &StateDir, id: &str, ready_fd: Option<i32>) -> Result<S
         }
     };
     let opts = Options { mode: recording.mode, ..Options::default() };
-    let recorded = recorder::run(guard.instance(), recording.host_pid, &opts, ready, save)?;
-    guard.keep().remove()?;
+    let recorded = recorder::run(&inst, recording.host_pid, &opts, ready, save)?;
+    inst.remove()?;
     let no_event = syscalls_without_event(&tfs);
     if !no_event.is_empty() {
         tracing::info!(count = no_event.len(), syscalls = ?no_event, "syscalls with no event on this kernel (invisible in profile mode)");

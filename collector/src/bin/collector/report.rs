@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use collector::container::store::SUMMARY_FILE;
-use collector::container::{StateDir, Summary, DEFAULT_STATE_DIR};
+use collector::container::store::{STATE_FILE, SUMMARY_FILE};
+use collector::container::{Recording, StateDir, Summary, DEFAULT_STATE_DIR};
 use collector::report::{print_summary, Format};
 
 #[derive(clap::Args)]
@@ -24,6 +24,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let id = dir.resolve(&args.id)?;
     let summary: Summary = match dir.read_json(&id, SUMMARY_FILE) {
         Err(e @ collector::container::store::Error::Read { .. }) => {
+            // A container over the cap has a state.json that says why.
+            if let Ok(rec) = dir.read_json::<Recording>(&id, STATE_FILE) {
+                if let Some(why) = rec.not_traced {
+                    anyhow::bail!("container {id} was {why}");
+                }
+            }
             return Err(anyhow::Error::new(e)
                 .context(format!("container {id} has no summary yet (has it stopped, and did poststop run?)")))
         }
