@@ -33,6 +33,24 @@ use crate::tracefs::{CpuStats, Instance, InstanceGuard, TraceFs, INSTANCE_PREFIX
 
 /// The annotation that opts a container in.
 pub const TRACE_ANNOTATION: &str = "oci-ftrace-syscall-analyzer/trace";
+/// Pod sandbox ("pause") containers inherit the pod's annotations, but
+/// their profile is of no use: CRI-O and containerd mark them.
+const SANDBOX_MARKERS: &[(&str, &str)] =
+    &[("io.kubernetes.cri-o.ContainerType", "sandbox"), ("io.kubernetes.cri.container-type", "sandbox")];
+
+/// Whether a container with these annotations is to be traced; `Err` says
+/// why not.
+pub fn wants_tracing(annotations: Option<&std::collections::HashMap<String, String>>) -> std::result::Result<(), &'static str> {
+    let get = |k: &str| annotations.and_then(|a| a.get(k)).map(String::as_str);
+    if get(TRACE_ANNOTATION) != Some("true") {
+        return Err("not annotated oci-ftrace-syscall-analyzer/trace=true");
+    }
+    if SANDBOX_MARKERS.iter().any(|(k, v)| get(k) == Some(v)) {
+        return Err("a pod sandbox (pause) container");
+    }
+    Ok(())
+}
+
 /// Armed instances allowed at once by default: each one costs every
 /// syscall on the machine about 25 ns.
 pub const DEFAULT_MAX_INSTANCES: usize = 4;
@@ -602,4 +620,21 @@ fn age(path: &Path) -> Option<Duration> {
 
 fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_annotated_non_sandbox_containers_are_traced() {
+        let map = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        assert!(wants_tracing(None).is_err());
+        assert!(wants_tracing(Some(&map(&[(TRACE_ANNOTATION, "yes")]))).is_err());
+        assert!(wants_tracing(Some(&map(&[(TRACE_ANNOTATION, "true")]))).is_ok());
+        let pause = map(&[(TRACE_ANNOTATION, "true"), ("io.kubernetes.cri-o.ContainerType", "sandbox")]);
+        assert_eq!(wants_tracing(Some(&pause)), Err("a pod sandbox (pause) container"));
+        let app = map(&[(TRACE_ANNOTATION, "true"), ("io.kubernetes.cri-o.ContainerType", "container")]);
+        assert!(wants_tracing(Some(&app)).is_ok());
+    }
 }

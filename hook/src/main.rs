@@ -17,7 +17,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
 use collector::container::{input::MAX_STATE_BYTES, parse_state, DEFAULT_STATE_DIR};
-use collector::lifecycle::{self, Settings, DEFAULT_MAX_INSTANCES, TRACE_ANNOTATION};
+use collector::lifecycle::{self, Settings, DEFAULT_MAX_INSTANCES};
 use collector::record::{instance_name, DEFAULT_BUFFER_SIZE_KB};
 use collector::tracefs::TraceFs;
 use tracing_subscriber::prelude::*;
@@ -103,9 +103,8 @@ fn exit_code(fail_closed: bool) -> ExitCode {
 fn run(cli: &Cli) -> anyhow::Result<()> {
     let stdin = read_stdin()?;
     let state = parse_state(&stdin)?;
-    let wanted = state.annotations().as_ref().and_then(|a| a.get(TRACE_ANNOTATION)).map(String::as_str);
-    if wanted != Some("true") {
-        tracing::debug!(id = %state.id(), "not annotated {TRACE_ANNOTATION}=true; nothing to do");
+    if let Err(why) = lifecycle::wants_tracing(state.annotations().as_ref()) {
+        tracing::debug!(id = %state.id(), "not traced: {why}");
         return Ok(());
     }
     if !caps::has_cap(None, caps::CapSet::Effective, caps::Capability::CAP_SYS_ADMIN).unwrap_or(false) {
