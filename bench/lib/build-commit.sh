@@ -15,5 +15,5 @@ src=${BENCH_SRC_DIR:-/work/bench-src}
 rm -rf "$src"; mkdir -p "$src"
 git -C "$repo" archive "$sha" | tar -x -C "$src"
 (cd "$src" && cargo build --release --locked --workspace --bins)
-echo "commit $sha ($(git -C "$repo" log -1 --format=%s "$sha" | cut -c1-80))" > "$CARGO_TARGET_DIR/release/BUILT_FROM"
+echo "commit $sha ($(git -C "$repo" log -1 --format=%s "$sha"))" > "$CARGO_TARGET_DIR/release/BUILT_FROM"
 echo "built $sha into $CARGO_TARGET_DIR/release"
