@@ -97,7 +97,7 @@ fn unconfined_recording_gives_the_same_profile() {
     let (_, unconfined, us) = record(&env, Some("unconfined"));
     assert_eq!(cs["rule"]["kind"], "filter-install");
     assert_eq!(us["rule"]["kind"], "runtime-marker");
-    assert_eq!(us["rule"]["runtime"], "runc");
+    assert_eq!(us["rule"]["runtime"], runtime().as_str());
     assert_eq!(allowed(&confined), allowed(&unconfined));
     assert_eq!(confined, unconfined, "the profile files should be identical");
     env.assert_no_instances("after confined and unconfined runs");

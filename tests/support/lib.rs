@@ -32,7 +32,7 @@ pub fn prerequisites(need_podman: bool) -> bool {
         missing.push("a mounted tracefs (run scripts/setup.sh)".to_string());
     }
     if need_podman {
-        for tool in ["podman", "runc"] {
+        for tool in ["podman", &runtime()] {
             if which(tool).is_none() {
                 missing.push(format!("{tool} (run scripts/setup.sh)"));
             }
@@ -281,9 +281,15 @@ impl Drop for Container {
     }
 }
 
+/// The OCI runtime podman runs the containers with: `E2E_RUNTIME`
+/// (e.g. `crun`, as the VM matrix sets it), `runc` by default.
+pub fn runtime() -> String {
+    std::env::var("E2E_RUNTIME").ok().filter(|r| !r.is_empty()).unwrap_or_else(|| "runc".into())
+}
+
 pub fn podman() -> Command {
     let mut cmd = Command::new("podman");
-    cmd.args(["--runtime", "runc"]);
+    cmd.args(["--runtime", &runtime()]);
     cmd
 }
 
