@@ -46,3 +46,13 @@ demo: setup install
 
 test: setup
 	bash scripts/test.sh
+
+# The tested matrix: the e2e tests on the host and in VMs (kernels 6.1 and
+# 6.12 x runc and crun, cgroup v2); writes vm/MATRIX.md and the README table.
+# The VM image is cached in vm/cache/ by a hash of its recipe.
+.PHONY: vm-image vm-test
+vm-image:
+	bash vm/build-image
+
+vm-test:
+	bash vm/run-matrix
