@@ -284,7 +284,7 @@ pub fn record(state_dir: &StateDir, id: &str, ready_fd: Option<i32>) -> Result<S
             tracing::warn!(error = %e, "could not save the aggregate");
         }
     };
-    let opts = Options { mode: recording.mode, ..Options::default() };
+    let opts = Options { mode: recording.mode, runtime_comm: recording.runtime_comm.clone(), ..Options::default() };
     let recorded = recorder::run(&inst, recording.host_pid, &opts, ready, save)?;
     inst.remove()?;
     let no_event = syscalls_without_event(&tfs);
@@ -382,7 +382,7 @@ fn fallback(
         return Err(Error::NoInstance { id: id.clone(), name: recording.instance.clone() });
     };
     let guard = InstanceGuard::new(inst);
-    let (window, mut analysis, stream, per_cpu) = drain(guard.instance(), recording.host_pid)?;
+    let (window, mut analysis, stream, per_cpu) = drain(guard.instance(), recording.host_pid, recording.runtime_comm.as_deref())?;
     guard.keep().remove()?;
     let saved: Option<Snapshot> = state_dir.read_json(id, SNAPSHOT_FILE).ok();
     let mut window = window;
@@ -412,10 +412,10 @@ fn fallback(
 }
 
 /// Stops an instance and reads everything it still holds.
-fn drain(inst: &Instance, init_pid: i32) -> Result<(Window, Analysis, StreamStats, Vec<CpuStats>)> {
+fn drain(inst: &Instance, init_pid: i32, runtime_comm: Option<&str>) -> Result<(Window, Analysis, StreamStats, Vec<CpuStats>)> {
     inst.set_tracing_on(false)?;
     let mut stream = Stream::open(inst, DECODED_SYSTEMS)?;
-    let mut agg = Aggregator::new(init_pid);
+    let mut agg = Aggregator::new(init_pid).with_runtime(runtime_comm);
     while stream.round(true, 64, |r| agg.push(r))? {}
     let per_cpu = inst.cpu_stats()?;
     let (window, analysis) = agg.finish();

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::{Deserialize, Serialize};
 
 use super::names::name_of;
-use super::window::{filter_install, runtime_marker, Rule, Window};
+use super::window::{filter_install, known_runtime, runtime_marker, Rule, Window};
 use crate::trace::{Event, Record};
 
 const CLONE_THREAD: u64 = 0x0001_0000;
@@ -69,7 +69,13 @@ pub struct Process {
 /// Finds the window for a container with host init pid `init_pid` in
 /// time-ordered `records`, and aggregates what lies inside it.
 pub fn analyze(records: &[Record], init_pid: i32) -> (Window, Analysis) {
-    let mut agg = Aggregator::new(init_pid);
+    analyze_runtime(records, init_pid, None)
+}
+
+/// [`analyze`] for a container whose init task had comm `runtime_comm` at
+/// prestart: only that runtime's marker is looked for.
+pub fn analyze_runtime(records: &[Record], init_pid: i32, runtime_comm: Option<&str>) -> (Window, Analysis) {
+    let mut agg = Aggregator::new(init_pid).with_runtime(runtime_comm);
     for r in records {
         agg.push(r);
     }
@@ -156,6 +162,8 @@ pub struct Aggregator {
     new_numbers: Vec<i64>,
     seen_numbers: BTreeSet<i64>,
     max_pending: usize,
+    /// The runtime whose marker is looked for; `None`: any runtime's.
+    runtime: Option<&'static str>,
 }
 
 impl Aggregator {
@@ -170,7 +178,16 @@ impl Aggregator {
             new_numbers: Vec::new(),
             seen_numbers: BTreeSet::new(),
             max_pending: MAX_PENDING,
+            runtime: None,
         }
+    }
+
+    /// Looks only for the marker of the runtime whose name starts
+    /// `runtime_comm` (the init task's comm at prestart); an unknown or
+    /// missing comm keeps every runtime's marker.
+    pub fn with_runtime(mut self, runtime_comm: Option<&str>) -> Self {
+        self.runtime = known_runtime(runtime_comm);
+        self
     }
 
     /// The window, once decided.
@@ -208,16 +225,17 @@ impl Aggregator {
                         self.open(rule, Some(r.pid), index + 1);
                         return;
                     }
-                    if marker.is_none() {
-                        if let Some(m) = runtime_marker(*nr, args) {
-                            let rule = Rule::RuntimeMarker {
-                                runtime: m.runtime.to_string(),
-                                call: m.describe.to_string(),
-                                pid: r.pid,
-                                ts_ns: r.ts_ns,
-                            };
-                            *marker = Some((index, rule));
-                        }
+                    // The last marker before the workload's exec wins: a
+                    // runtime may make another runtime's marker call
+                    // earlier in its setup (runc calls umask too).
+                    if let Some(m) = runtime_marker(*nr, args, self.runtime) {
+                        let rule = Rule::RuntimeMarker {
+                            runtime: m.runtime.to_string(),
+                            call: m.describe.to_string(),
+                            pid: r.pid,
+                            ts_ns: r.ts_ns,
+                        };
+                        *marker = Some((index, rule));
                     }
                 }
                 // The workload runs from the first exec on: no install can

@@ -8,6 +8,6 @@ pub mod names;
 pub mod seccomp;
 pub mod window;
 
-pub use analysis::{analyze, Analysis, Process};
+pub use analysis::{analyze, analyze_runtime, Analysis, Process};
 pub use analysis::Aggregator;
 pub use window::{Rule, Window, RUNTIME_MARKERS};

@@ -23,20 +23,27 @@ const SECCOMP_SET_MODE_FILTER: u64 = 1;
 pub struct RuntimeMarker {
     pub runtime: &'static str,
     pub syscall: Sysno,
-    /// Required value of the first argument.
-    pub arg0: u64,
+    /// Required value of the first argument, if any.
+    pub arg0: Option<u64>,
     pub describe: &'static str,
 }
 
-/// One row per runtime. runc 1.1: `prctl(PR_GET_PDEATHSIG)` comes right
-/// before `prctl(PR_SET_SECCOMP)` in `runc init` (verified: an unconfined
-/// run cut there gives the same set as a confined run cut at the install).
-pub const RUNTIME_MARKERS: &[RuntimeMarker] = &[RuntimeMarker {
-    runtime: "runc",
-    syscall: Sysno::prctl,
-    arg0: PR_GET_PDEATHSIG,
-    describe: "prctl(PR_GET_PDEATHSIG)",
-}];
+/// One row per runtime; `runtime` is also the prefix of the init task's
+/// comm at prestart (`runc:[2:INIT]`, `crun`), which picks the row.
+///
+/// - runc 1.1: `prctl(PR_GET_PDEATHSIG)` comes right before
+///   `prctl(PR_SET_SECCOMP)` in `runc init` (verified: an unconfined run cut
+///   there gives the same set as a confined run cut at the install).
+/// - crun 1.21: `umask` is its last call before it reads the compiled
+///   filter from its fd (`lseek`, `fstat`, `read`) and installs it with
+///   `seccomp(SECCOMP_SET_MODE_FILTER)`; unconfined, it goes from `umask`
+///   straight on to `prctl(PR_CAPBSET_READ)`. Same check: both cuts give
+///   the same set (`crun-*.trace`). runc calls `umask` too, earlier, so
+///   without the runtime's name the last marker before the exec wins.
+pub const RUNTIME_MARKERS: &[RuntimeMarker] = &[
+    RuntimeMarker { runtime: "runc", syscall: Sysno::prctl, arg0: Some(PR_GET_PDEATHSIG), describe: "prctl(PR_GET_PDEATHSIG)" },
+    RuntimeMarker { runtime: "crun", syscall: Sysno::umask, arg0: None, describe: "umask" },
+];
 
 /// Which rule opened the window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,9 +89,20 @@ pub fn filter_install(nr: i64, args: &[u64; 6]) -> Option<&'static str> {
     None
 }
 
-/// The runtime marker this call is, if any.
-pub fn runtime_marker(nr: i64, args: &[u64; 6]) -> Option<&'static RuntimeMarker> {
-    RUNTIME_MARKERS.iter().find(|m| i64::from(m.syscall.id()) == nr && args[0] == m.arg0)
+/// The runtime of a known marker row whose name starts the init task's
+/// comm (`runc:[2:INIT]` → runc), if any.
+pub fn known_runtime(comm: Option<&str>) -> Option<&'static str> {
+    let comm = comm?;
+    RUNTIME_MARKERS.iter().map(|m| m.runtime).find(|r| comm.starts_with(r))
+}
+
+/// The runtime marker this call is, if any: only `runtime`'s row when the
+/// runtime is known, every row otherwise.
+pub fn runtime_marker(nr: i64, args: &[u64; 6], runtime: Option<&str>) -> Option<&'static RuntimeMarker> {
+    RUNTIME_MARKERS
+        .iter()
+        .filter(|m| !matches!(runtime, Some(r) if r != m.runtime))
+        .find(|m| i64::from(m.syscall.id()) == nr && !matches!(m.arg0, Some(a) if a != args[0]))
 }
 
 #[cfg(test)]
@@ -145,6 +163,37 @@ mod tests {
         let (w, n) = names(&recs);
         assert_eq!(n, ["capset", "prctl"]);
         assert!(matches!(w.rule, Rule::RuntimeMarker { ref runtime, .. } if runtime == "runc"));
+    }
+
+    #[test]
+    fn runtime_comm_picks_the_marker_row() {
+        assert_eq!(known_runtime(Some("runc:[2:INIT]")), Some("runc"));
+        assert_eq!(known_runtime(Some("crun")), Some("crun"));
+        assert_eq!(known_runtime(Some("youki")), None);
+        assert_eq!(known_runtime(None), None);
+        let umask = [0o22, 0, 0, 0, 0, 0];
+        let pdeathsig = [PR_GET_PDEATHSIG, 0, 0, 0, 0, 0];
+        let (nr_umask, nr_prctl) = (i64::from(Sysno::umask.id()), i64::from(Sysno::prctl.id()));
+        assert!(runtime_marker(nr_umask, &umask, Some("runc")).is_none());
+        assert_eq!(runtime_marker(nr_umask, &umask, Some("crun")).map(|m| m.runtime), Some("crun"));
+        assert_eq!(runtime_marker(nr_umask, &umask, None).map(|m| m.runtime), Some("crun"));
+        assert!(runtime_marker(nr_prctl, &pdeathsig, Some("crun")).is_none());
+        assert_eq!(runtime_marker(nr_prctl, &pdeathsig, None).map(|m| m.runtime), Some("runc"));
+    }
+
+    #[test]
+    fn last_marker_before_the_exec_wins() {
+        // runc's setup: umask (crun's marker) first, then its own.
+        let recs = vec![
+            call(10, 1, Sysno::umask, [0o22, 0, 0, 0, 0, 0]),
+            call(10, 2, Sysno::mount, [0; 6]),
+            call(10, 3, Sysno::prctl, [PR_GET_PDEATHSIG, 0, 0, 0, 0, 0]),
+            call(10, 4, Sysno::capset, [0; 6]),
+            exec(10, 5),
+        ];
+        let (w, n) = names(&recs);
+        assert_eq!(n, ["capset"]);
+        assert!(matches!(w.rule, Rule::RuntimeMarker { ref runtime, ts_ns: 3, .. } if runtime == "runc"));
     }
 
     #[test]

@@ -24,6 +24,8 @@ const PAGES_PER_ROUND: usize = 64;
 #[derive(Debug, Clone)]
 pub struct Options {
     pub mode: Mode,
+    /// The init task's comm at prestart: picks the runtime's window marker.
+    pub runtime_comm: Option<String>,
     /// How long to sleep between read rounds when nothing happens.
     pub poll: Duration,
     /// How often the aggregate is saved for crash recovery.
@@ -34,6 +36,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             mode: Mode::Profile,
+            runtime_comm: None,
             poll: Duration::from_millis(20),
             save_every: Duration::from_secs(3),
         }
@@ -89,7 +92,7 @@ pub fn run(
     tune(inst, opts.mode)?;
     let pipes = inst.open_raw_pipes()?;
     let mut stream = Stream::with_pipes(inst, pipes, DECODED_SYSTEMS)?;
-    let mut agg = Aggregator::new(init_pid);
+    let mut agg = Aggregator::new(init_pid).with_runtime(opts.runtime_comm.as_deref());
     // Profile mode keeps no exit events (the few recorded before tune()
     // switched them off would give a partial error count).
     let profile = opts.mode == Mode::Profile;
