@@ -218,7 +218,7 @@ max() {
 jq_or_na() {
     local f=$1 expr=$2 v
     [ -s "$f" ] || { echo n/a; return 0; }
-    v=$(jq -r "($expr) // \"n/a\" | tostring" "$f" 2>/dev/null) || v=n/a
+    v=$(jq -r "($expr) | if . == null then \"n/a\" else tostring end" "$f" 2>/dev/null) || v=n/a
     [ -n "$v" ] && [ "$v" != null ] || v=n/a
     echo "$v"
 }
@@ -257,6 +257,22 @@ replace_section() {
 # machine_line: kernel, cores, load, for the results.
 machine_line() {
     echo "Linux $(uname -r), $(nproc) cores, $(awk '/^MemTotal/ {printf "%.0f", $2/1048576}' /proc/meminfo) GiB; podman $(podman --version | awk '{print $3}'), $(runc --version | head -1)"
+}
+
+# wait_quiet S: if S > 0 and a rustc or cargo process is running, waits
+# until none has been seen for S seconds in a row (checked every 2 s, at
+# most 15 minutes), so a compile elsewhere on the machine does not land in
+# the next figure. Returns at once on a quiet machine.
+wait_quiet() {
+    local want=$1 quiet=0 waited=0
+    [ "$want" -gt 0 ] 2>/dev/null || return 0
+    pgrep -x rustc >/dev/null || pgrep -x cargo >/dev/null || return 0
+    while [ "$quiet" -lt "$want" ] && [ "$waited" -lt 900 ]; do
+        if pgrep -x rustc >/dev/null || pgrep -x cargo >/dev/null; then quiet=0; else quiet=$((quiet + 2)); fi
+        [ "$quiet" -ge "$want" ] && break
+        sleep 2; waited=$((waited + 2))
+    done
+    [ "$waited" -le "$want" ] || log "waited ${waited}s for a quiet machine"
 }
 
 # busy_note: rustc/cargo processes and foreign instances right now.
