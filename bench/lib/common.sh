@@ -259,25 +259,29 @@ machine_line() {
     echo "Linux $(uname -r), $(nproc) cores, $(awk '/^MemTotal/ {printf "%.0f", $2/1048576}' /proc/meminfo) GiB; podman $(podman --version | awk '{print $3}'), $(runc --version | head -1)"
 }
 
-# wait_quiet S: if S > 0 and a rustc or cargo process is running, waits
-# until none has been seen for S seconds in a row (checked every 2 s, at
-# most 15 minutes), so a compile elsewhere on the machine does not land in
-# the next figure. Returns at once on a quiet machine.
+# Processes that load the machine enough to show in a figure: compiles and VMs.
+BUSY_PATTERN='rustc|cargo|qemu-system-.*'
+busy_count() { pgrep -c -x "$BUSY_PATTERN" || true; }
+
+# wait_quiet S: if S > 0 and a compile or a VM is running, waits until none
+# has been seen for S seconds in a row (checked every 2 s, at most 15
+# minutes), so it does not land in the next figure. Returns at once on a
+# quiet machine.
 wait_quiet() {
     local want=$1 quiet=0 waited=0
     [ "$want" -gt 0 ] 2>/dev/null || return 0
-    pgrep -x rustc >/dev/null || pgrep -x cargo >/dev/null || return 0
+    [ "$(busy_count)" -gt 0 ] || return 0
     while [ "$quiet" -lt "$want" ] && [ "$waited" -lt 900 ]; do
-        if pgrep -x rustc >/dev/null || pgrep -x cargo >/dev/null; then quiet=0; else quiet=$((quiet + 2)); fi
+        if [ "$(busy_count)" -gt 0 ]; then quiet=0; else quiet=$((quiet + 2)); fi
         [ "$quiet" -ge "$want" ] && break
         sleep 2; waited=$((waited + 2))
     done
     [ "$waited" -le "$want" ] || log "waited ${waited}s for a quiet machine"
 }
 
-# busy_note: rustc/cargo processes and foreign instances right now.
+# busy_note: compiles, VMs and foreign instances right now.
 busy_note() {
-    local r f
-    r=$(pgrep -x rustc | wc -l); f=$(foreign_instances | wc -l)
-    echo "rustc processes: $r; other oci_ftrace_* instances: $f; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+    local f
+    f=$(foreign_instances | wc -l)
+    echo "rustc/cargo/qemu processes: $(busy_count); other oci_ftrace_* instances: $f; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 }
