@@ -261,7 +261,7 @@ machine_line() {
 
 # Processes that load the machine enough to show in a figure: compiles and VMs.
 BUSY_PATTERN='rustc|cargo|qemu-system-.*'
-busy_count() { pgrep -c -x "$BUSY_PATTERN" || true; }
+busy_count() { pgrep -c -x "$BUSY_PATTERN" 2>/dev/null || true; }
 
 # wait_quiet S: if S > 0 and a compile or a VM is running, waits until none
 # has been seen for S seconds in a row (checked every 2 s, at most 15
