@@ -311,9 +311,11 @@ fn prestart_mounts_tracefs_when_it_is_absent() {
     std::fs::write(&state_file, state(id, "creating", Some(task.id()), true)).expect("write state");
     let root = tracefs_root().expect("tracefs");
     // A private mount namespace without tracefs: the host keeps its mount,
-    // and the instance (a kernel object) is visible from both.
+    // and the instance (a kernel object) is visible from both. debugfs goes
+    // too where systemd mounted it: its tracing/ would give tracefs back.
     let script = format!(
-        "umount {root} && ! grep -q ' - tracefs ' /proc/self/mountinfo && \
+        "umount {root} && {{ ! grep -q ' - debugfs ' /proc/self/mountinfo || umount -l /sys/kernel/debug; }} && \
+         ! grep -q ' - tracefs ' /proc/self/mountinfo && \
          {hook} prestart --state-dir {state} < {input} && grep -q ' - tracefs ' /proc/self/mountinfo",
         root = root.display(),
         hook = hook_bin().display(),

@@ -164,11 +164,13 @@ impl Env {
     }
 
     fn podman_run(&self, flags: &[&str], annotations: &[&str], seccomp: Option<&str>, script: &str) -> Run {
-        let cidfile = self.dir.path().join(format!("cid-{}", unique()));
+        let tag = unique();
+        let cidfile = self.dir.path().join(format!("cid-{tag}"));
         let mut cmd = podman();
         cmd.arg("--hooks-dir").arg(self.hooks_dir()).arg("run").args(flags).args(["--network", "none"]);
         cmd.args(["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]);
         cmd.arg("--cidfile").arg(&cidfile);
+        cmd.arg("--label").arg(format!("{RUN_LABEL}={tag}"));
         for a in annotations {
             cmd.args(["--annotation", a]);
         }
@@ -177,9 +179,27 @@ impl Env {
         }
         cmd.arg("--rootfs").arg(self.rootfs()).args(["sh", "-c", script]);
         let output = cmd.output().expect("run podman");
-        let id = std::fs::read_to_string(&cidfile).unwrap_or_default().trim().to_string();
+        let mut id = std::fs::read_to_string(&cidfile).unwrap_or_default().trim().to_string();
+        if id.is_empty() {
+            id = created_id(&tag);
+        }
         Run { id, output }
     }
+}
+
+/// Label that tags each run with a unique value.
+const RUN_LABEL: &str = "oci-ftrace-e2e-run";
+
+/// The id of the container created with label value `tag`, from podman's
+/// event log. Podman 5 deletes the `--cidfile` of a `--rm` container when
+/// it removes it (Podman 4.3 keeps it).
+fn created_id(tag: &str) -> String {
+    let out = podman()
+        .args(["events", "--stream=false", "--filter", "event=create", "--format", "{{.ID}}", "--filter"])
+        .arg(format!("label={RUN_LABEL}={tag}"))
+        .output();
+    out.map(|o| String::from_utf8_lossy(&o.stdout).lines().last().unwrap_or_default().trim().to_string())
+        .unwrap_or_default()
 }
 
 impl Env {
