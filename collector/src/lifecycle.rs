@@ -582,6 +582,21 @@ pub fn gc(tfs: &TraceFs, state_dir: &StateDir) -> Result<GcReport> {
 
 /// Polls until `pid` (with that start time) is gone, up to `limit`.
 fn wait_for_exit(pid: i32, start_ticks: Option<u64>, limit: Duration) -> bool {
+    if !same_task_alive(pid, start_ticks) {
+        return true;
+    }
+    // A pidfd wakes us the moment it exits (a poll loop would add up to
+    // its period to every container stop).
+    if let Some(fd) = record::recorder::pidfd_open(pid) {
+        // Opened after the check: make sure it is still the same task.
+        if !same_task_alive(pid, start_ticks) {
+            return true;
+        }
+        let mut fds = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)];
+        let ms = i32::try_from(limit.as_millis()).unwrap_or(i32::MAX);
+        let timeout = nix::poll::PollTimeout::try_from(ms).unwrap_or(nix::poll::PollTimeout::MAX);
+        return matches!(nix::poll::poll(&mut fds, timeout), Ok(n) if n > 0) || !same_task_alive(pid, start_ticks);
+    }
     let deadline = Instant::now() + limit;
     while same_task_alive(pid, start_ticks) {
         if Instant::now() >= deadline {

@@ -187,7 +187,7 @@ fn wait(pidfd: Option<&OwnedFd>, signals: Option<&SignalFd>, timeout: PollTimeou
 }
 
 /// A pidfd for `pid`, or `None` if it no longer exists.
-fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+pub(crate) fn pidfd_open(pid: i32) -> Option<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1;
     // no memory is passed.
     let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid, 0) };
