@@ -191,6 +191,7 @@ pub fn prestart(settings: &Settings, state: &State) -> Result<Recording> {
         None => false,
     };
     if !started {
+        record::enable_syscalls(&inst)?;
         record::tune(&inst, mode)?;
     }
     Ok(recording)

@@ -78,11 +78,11 @@ pub fn instance_name(id: &str) -> String {
 /// Creates and arms `name` for `pids` (the init task). This is on the
 /// container's start path, so it does only what must happen before the
 /// runtime goes on: the buffer size (a resize while recording drops the
-/// events written meanwhile, so it cannot wait), pids, process events, and
-/// every syscall event with one write (about 2 ms; 360 enter-only writes
-/// would take 12). In profile mode a subsystem filter on `ret`, a field
-/// only the exit events have, keeps exits out of the buffer with one more
-/// write; the recorder then switches them off ([`tune`]). On any failure
+/// events written meanwhile, so it cannot wait), pids and process events.
+/// The syscall events come on with one write in [`enable_syscalls`] (360
+/// enter-only writes would take 12 ms); in profile mode a subsystem filter
+/// on `ret`, a field only the exit events have, keeps exits out of the
+/// buffer until the recorder switches them off ([`tune`]). On any failure
 /// the instance is removed.
 pub fn arm(tfs: &TraceFs, name: &str, pids: &[i32], buffer_size_kb: u64, mode: Mode) -> Result<Instance> {
     let guard = InstanceGuard::new(tfs.create_instance(name)?);
@@ -99,9 +99,18 @@ pub fn arm(tfs: &TraceFs, name: &str, pids: &[i32], buffer_size_kb: u64, mode: M
     if mode == Mode::Profile {
         inst.write("events/syscalls/filter", EXIT_FILTER)?;
     }
-    inst.set_system("syscalls", true)?;
     inst.set_tracing_on(true)?;
     Ok(guard.keep())
+}
+
+/// Switches every syscall event on with one write. The recorder does this
+/// once it can keep up (pipes open, formats read), just before it says
+/// ready: the init task waits for the hook meanwhile, so nothing is missed,
+/// and a busy workload never meets a recorder that is still starting. The
+/// hook does it itself if no recorder came.
+pub fn enable_syscalls(inst: &Instance) -> Result<()> {
+    inst.set_system("syscalls", true)?;
+    Ok(())
 }
 
 /// What is too slow for the start path: in profile mode, the exit events

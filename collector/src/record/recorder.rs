@@ -13,7 +13,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use serde::{Deserialize, Serialize};
 
 use super::stream::{Stream, StreamStats};
-use super::{tune, Mode, Result, DECODED_SYSTEMS};
+use super::{enable_syscalls, tune, Mode, Result, DECODED_SYSTEMS};
 use crate::trace::Event;
 use crate::profile::{Aggregator, Analysis, Window};
 use crate::tracefs::{CpuStats, Instance};
@@ -77,8 +77,8 @@ pub struct Recorded {
 }
 
 /// Runs until the init task `init_pid` exits (or a signal, or the instance
-/// vanishes). `ready` is called first (the ring buffer keeps everything
-/// until it is read); then the slow set-up is done. `save` gets a snapshot every `save_every`.
+/// vanishes). `ready` is called once the stream is open and the syscall
+/// events are on; switching exit events off comes after. `save` gets a snapshot every `save_every`.
 pub fn run(
     inst: &Instance,
     init_pid: i32,
@@ -88,10 +88,13 @@ pub fn run(
 ) -> Result<Recorded> {
     let signals = signal_fd();
     let pidfd = pidfd_open(init_pid);
+    let pipes = inst.open_raw_pipes()?;
+    let mut stream = Stream::with_pipes(inst, pipes, DECODED_SYSTEMS, opts.mode == Mode::Profile)?;
+    // Ready to keep up: only now do the syscall events come on, and only
+    // then is the container let go.
+    enable_syscalls(inst)?;
     ready();
     tune(inst, opts.mode)?;
-    let pipes = inst.open_raw_pipes()?;
-    let mut stream = Stream::with_pipes(inst, pipes, DECODED_SYSTEMS)?;
     let mut agg = Aggregator::new(init_pid).with_runtime(opts.runtime_comm.as_deref());
     // Profile mode keeps no exit events (the few recorded before tune()
     // switched them off would give a partial error count).

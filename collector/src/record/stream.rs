@@ -69,16 +69,20 @@ impl Stream {
     /// `systems` (plus `events/header_page`).
     pub fn open(inst: &Instance, systems: &[&str]) -> Result<Self, Error> {
         let pipes = inst.open_raw_pipes()?;
-        Self::with_pipes(inst, pipes, systems)
+        Self::with_pipes(inst, pipes, systems, false)
     }
 
-    /// Like [`Stream::open`], with pipes opened beforehand (the recorder
-    /// opens them first, to say it is attached as early as possible).
-    pub fn with_pipes(inst: &Instance, pipes: Vec<(u32, File)>, systems: &[&str]) -> Result<Self, Error> {
+    /// Like [`Stream::open`], with pipes opened beforehand. `without_exits`
+    /// skips the 360 `sys_exit_*` layouts (profile mode records none):
+    /// reading format files is most of the recorder's start-up.
+    pub fn with_pipes(inst: &Instance, pipes: Vec<(u32, File)>, systems: &[&str], without_exits: bool) -> Result<Self, Error> {
         let header = HeaderPage::parse(&inst.header_page()?).unwrap_or_default();
         let mut formats = Vec::new();
         for system in systems {
             for event in inst.event_names(system)? {
+                if without_exits && *system == "syscalls" && event.starts_with("sys_exit_") {
+                    continue;
+                }
                 let text = inst.event_format(system, &event)?;
                 let f = EventFormat::parse(system, &text).map_err(|cause| Error::Format {
                     system: system.to_string(),
