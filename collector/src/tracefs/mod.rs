@@ -292,12 +292,6 @@ impl Instance {
         self.write(&format!("events/{system}/enable"), if on { "1" } else { "0" })
     }
 
-    /// Opens the text `trace` file (a non-consuming, CPU-merged snapshot).
-    pub fn open_trace(&self) -> Result<fs::File> {
-        let path = self.path.join("trace");
-        fs::File::open(&path).map_err(|cause| Error::Read { path, cause })
-    }
-
     /// Ring-buffer accounting for every CPU of this instance.
     pub fn cpu_stats(&self) -> Result<Vec<CpuStats>> {
         let mut out = Vec::new();
