@@ -137,10 +137,7 @@ pub fn syscalls_without_event(tfs: &TraceFs) -> Vec<String> {
         ("sendfile64", "sendfile"),
         ("umount", "umount2"),
     ];
-    let dir = tfs.root().join("events/syscalls");
-    let names: Vec<String> = std::fs::read_dir(&dir)
-        .map(|d| d.filter_map(|e| e.ok()).filter_map(|e| e.file_name().into_string().ok()).collect())
-        .unwrap_or_default();
+    let names = tfs.event_names("syscalls").unwrap_or_default();
     if names.is_empty() {
         return Vec::new();
     }

@@ -103,6 +103,12 @@ impl TraceFs {
         Ok(path.is_dir().then(|| Instance { name: name.to_string(), path }))
     }
 
+    /// Names of the events of one system, at the top level (the same for
+    /// every instance).
+    pub fn event_names(&self, system: &str) -> Result<Vec<String>> {
+        event_names(&self.root, system)
+    }
+
     /// Names of all instances carrying our prefix.
     pub fn our_instances(&self) -> Result<Vec<String>> {
         let dir = self.instances_dir();
@@ -115,6 +121,19 @@ impl TraceFs {
         names.sort();
         Ok(names)
     }
+}
+
+/// Events of `system` under `base/events`, those with a format file.
+fn event_names(base: &Path, system: &str) -> Result<Vec<String>> {
+    let dir = base.join("events").join(system);
+    let entries = fs::read_dir(&dir).map_err(|cause| Error::Read { path: dir.clone(), cause })?;
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("format").exists())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    Ok(names)
 }
 
 fn check_name(name: &str) -> Result<()> {
@@ -267,15 +286,7 @@ impl Instance {
 
     /// Names of the events of one system (`events/<system>/*/`).
     pub fn event_names(&self, system: &str) -> Result<Vec<String>> {
-        let dir = self.path.join("events").join(system);
-        let entries = fs::read_dir(&dir).map_err(|cause| Error::Read { path: dir.clone(), cause })?;
-        let mut names: Vec<String> = entries
-            .filter_map(|e| e.ok())
-            .filter(|e| e.path().join("format").exists())
-            .filter_map(|e| e.file_name().into_string().ok())
-            .collect();
-        names.sort();
-        Ok(names)
+        event_names(&self.path, system)
     }
 
     /// The `format` text of one event, and `events/header_page`.
