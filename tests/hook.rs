@@ -82,7 +82,7 @@ fn prestart_arms_quickly_and_poststop_cleans_up() {
     stop(task);
     let (out, _) = hook(&env, "poststop", &state(id, "stopped", None, true), &[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(!inst.exists(), "poststop left the instance");
+    assert!(wait_until(Duration::from_secs(5), || !inst.exists()), "the instance was not removed");
     let summary = read_json(&env.container_dir(id).join("summary.json"));
     // A plain process has no runtime: the window opens at the first event,
     // and the summary says so.
@@ -171,6 +171,9 @@ fn recorder_leaves_the_cgroups_and_finishes_by_itself() {
     // Its own session, no terminal, no stdio.
     let fd0 = std::fs::read_link(format!("/proc/{rpid}/fd/0")).expect("fd 0");
     assert_eq!(fd0, std::path::Path::new("/dev/null"));
+    // Not in the bundle, which the runtime removes while it runs.
+    let cwd = std::fs::read_link(format!("/proc/{rpid}/cwd")).expect("cwd");
+    assert_eq!(cwd, std::path::Path::new("/"));
 
     // The container's init dies; nobody calls poststop.
     stop(task);

@@ -100,6 +100,13 @@ fn unconfined_recording_gives_the_same_profile() {
     assert_eq!(us["rule"]["runtime"], runtime().as_str());
     assert_eq!(allowed(&confined), allowed(&unconfined));
     assert_eq!(confined, unconfined, "the profile files should be identical");
+    // The first recorder read the event layouts from tracefs and cached
+    // them for this boot; the second decoded with the cache, to the same
+    // profile.
+    assert_eq!(cs["recorder"]["layouts_cached"], false, "{cs:#}");
+    assert_eq!(us["recorder"]["layouts_cached"], true, "{us:#}");
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").expect("boot_id");
+    assert!(env.state_dir().join("@layouts").join(format!("{}.json", boot.trim())).is_file());
     env.assert_no_instances("after confined and unconfined runs");
 }
 

@@ -5,10 +5,11 @@
 //!   says it is ready.
 //! - `record` (the recorder, `collector record <id>`): leave the container's
 //!   cgroups, stream until the init task exits, write the profile and the
-//!   summary, remove the instance.
-//! - `poststop` (the hook): wait for the recorder's result; if the recorder
+//!   summary, then remove the instance.
+//! - `poststop` (the hook): wait for the recorder's summary; if the recorder
 //!   died, fall back to what is left in the ring buffer and mark the result
-//!   incomplete. The instance is removed on every path.
+//!   incomplete. The instance is removed on every path: by the recorder
+//!   (poststop does not wait for that), else by poststop.
 //! - `gc`: finish and remove instances whose container and recorder are gone.
 
 use std::collections::BTreeSet;
@@ -28,7 +29,7 @@ use crate::container::{live_pid, Recording, StateDir, Summary};
 use crate::profile::{seccomp, Aggregator, Analysis, Rule, Window};
 use crate::record::recorder::{self, Ended, Options, Snapshot};
 use crate::record::stream::{Stream, StreamStats};
-use crate::record::{self, instance_name, syscalls_without_event, Mode, DECODED_SYSTEMS, MODE_ANNOTATION};
+use crate::record::{self, instance_name, Mode, DECODED_SYSTEMS, MODE_ANNOTATION};
 use crate::tracefs::{CpuStats, Instance, InstanceGuard, TraceFs, INSTANCE_PREFIX};
 
 /// The annotation that opts a container in.
@@ -88,7 +89,8 @@ pub type Result<T> = std::result::Result<T, Error>;
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub state_dir: StateDir,
-    pub buffer_size_kb: u64,
+    /// Per-CPU ring buffer size; `None`: see [`record::buffer_size_kb`].
+    pub buffer_size_kb: Option<u64>,
     pub max_instances: usize,
     /// The `collector` binary that runs the recorder; `None` records
     /// nothing live (poststop then reads the ring buffer once).
@@ -103,7 +105,7 @@ impl Settings {
     pub fn new(state_dir: impl Into<PathBuf>) -> Self {
         Settings {
             state_dir: StateDir::new(state_dir),
-            buffer_size_kb: record::DEFAULT_BUFFER_SIZE_KB,
+            buffer_size_kb: None,
             max_instances: DEFAULT_MAX_INSTANCES,
             collector: None,
             // Under the hook's own 2 s watchdog, so a slow recorder start
@@ -147,7 +149,7 @@ pub fn prestart(settings: &Settings, state: &State) -> Result<Recording> {
         runtime_comm: comm,
         instance: name.clone(),
         tracefs: tfs.root().to_path_buf(),
-        buffer_size_kb: settings.buffer_size_kb,
+        buffer_size_kb: record::buffer_size_kb(mode, settings.buffer_size_kb),
         mode,
         kernel_release: nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default(),
         arch: std::env::consts::ARCH.to_string(),
@@ -174,7 +176,7 @@ pub fn prestart(settings: &Settings, state: &State) -> Result<Recording> {
     }
     // state.json goes first: a concurrent gc then knows whose instance it is.
     settings.state_dir.write_json(&id, STATE_FILE, &recording)?;
-    let inst = record::arm(&tfs, &name, &[pid], settings.buffer_size_kb, mode)?;
+    let inst = record::arm(&tfs, &name, &[pid], record::buffer_size_kb(mode, settings.buffer_size_kb), mode)?;
     tracing::info!(id = %id, pid, instance = %name, ?mode, "armed");
 
     let started = match &settings.collector {
@@ -192,7 +194,7 @@ pub fn prestart(settings: &Settings, state: &State) -> Result<Recording> {
     };
     if !started {
         record::enable_syscalls(&inst)?;
-        record::tune(&inst, mode)?;
+        record::tune(&inst, mode, &inst.event_names("syscalls")?)?;
     }
     Ok(recording)
 }
@@ -211,6 +213,9 @@ fn start_recorder(collector: &Path, state_dir: &StateDir, id: &str, timeout: Dur
         .arg(state_dir.root())
         .arg("--ready-fd")
         .arg("3")
+        // Not the bundle (the runtime's cwd): the container's directories
+        // are removed while the recorder still runs.
+        .current_dir("/")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -272,9 +277,11 @@ pub fn record(state_dir: &StateDir, id: &str, ready_fd: Option<i32>) -> Result<S
             let mut pipe = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
             let _ = pipe.write_all(b"ready\n");
         }
-        // Out of the container's cgroups, right after the hook is released
-        // (moving costs milliseconds that a container start need not wait
-        // for; teardown comes much later).
+    };
+    // Out of the container's cgroups, once the hook is released (moving
+    // costs milliseconds a container start need not wait for; teardown
+    // comes much later).
+    let leave_cgroups = || {
         let (_moved, failed) = record::cgroup::leave_to_root(me);
         for e in failed {
             tracing::debug!(error = %e, "cgroup move failed");
@@ -285,12 +292,17 @@ pub fn record(state_dir: &StateDir, id: &str, ready_fd: Option<i32>) -> Result<S
             tracing::warn!(error = %e, "could not save the aggregate");
         }
     };
-    let opts = Options { mode: recording.mode, runtime_comm: recording.runtime_comm.clone(), ..Options::default() };
-    let recorded = recorder::run(&inst, recording.host_pid, &opts, ready, save)?;
-    inst.remove()?;
-    let no_event = syscalls_without_event(&tfs);
-    if !no_event.is_empty() {
-        tracing::info!(count = no_event.len(), syscalls = ?no_event, "syscalls with no event on this kernel (invisible in profile mode)");
+    let opts = Options {
+        mode: recording.mode,
+        runtime_comm: recording.runtime_comm.clone(),
+        layout_cache: Some(state_dir.root().join(record::layouts::CACHE_DIR)),
+        ..Options::default()
+    };
+    // On an error the instance stays: poststop reads what is left once it
+    // sees this process gone.
+    let recorded = recorder::run(&inst, recording.host_pid, &opts, ready, leave_cgroups, save)?;
+    if !recorded.no_event_syscalls.is_empty() {
+        tracing::info!(count = recorded.no_event_syscalls.len(), syscalls = ?recorded.no_event_syscalls, "syscalls with no event on this kernel (invisible in profile mode)");
     }
     let (cpu_seconds, max_rss_kib) = recorder::self_usage();
     let stats = RecorderStats {
@@ -302,11 +314,13 @@ pub fn record(state_dir: &StateDir, id: &str, ready_fd: Option<i32>) -> Result<S
         records: recorded.stream.records,
         quenched: recorded.quenched,
         ended: Some(recorded.ended),
+        layouts_cached: recorded.layouts_cached,
     };
     let mut notes = Vec::new();
     if recorded.ended == Ended::InstanceGone {
         notes.push("the trace instance was removed by someone else while recording".to_string());
     }
+    let ended = recorded.ended;
     let outcome = Outcome {
         window: recorded.window,
         analysis: recorded.analysis,
@@ -315,11 +329,19 @@ pub fn record(state_dir: &StateDir, id: &str, ready_fd: Option<i32>) -> Result<S
         finished_by: FinishedBy::Recorder,
         recorder: Some(stats),
         notes,
-        no_event_syscalls: no_event,
+        no_event_syscalls: recorded.no_event_syscalls,
     };
-    let summary = write_outcome(state_dir, &recording, outcome)?;
-    let _ = std::fs::remove_file(state_dir.container_dir(id)?.join(SNAPSHOT_FILE));
-    Ok(summary)
+    let written = write_outcome(state_dir, &recording, outcome);
+    if written.is_ok() {
+        let _ = std::fs::remove_file(state_dir.container_dir(id)?.join(SNAPSHOT_FILE));
+    }
+    // The instance goes last, on every path: removing it waits for RCU
+    // grace periods (about 0.1 s here), and poststop, which waits for the
+    // summary, need not wait for that too. Tracing is already off.
+    if ended != Ended::InstanceGone {
+        inst.remove()?;
+    }
+    written
 }
 
 /// Poststop: wait for the recorder's result, or fall back to the ring
@@ -339,14 +361,26 @@ pub fn poststop(settings: &Settings, state: &State) -> Result<Option<Summary>> {
     let recorder: Option<RecorderInfo> = settings.state_dir.read_json(id, RECORDER_FILE).ok();
     let mut reason = None;
     if let Some(r) = &recorder {
-        if !wait_for_exit(r.pid as i32, r.start_ticks, settings.finish_timeout) {
-            tracing::warn!(id = %id, recorder = r.pid, "recorder still running; stopping it");
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(r.pid as i32), nix::sys::signal::Signal::SIGKILL);
-            reason = Some(format!("the recorder did not finish within {} s and was killed", settings.finish_timeout.as_secs()));
+        match wait_for_result(&settings.state_dir, &recording, r, settings.finish_timeout) {
+            Waited::Summary(summary) => {
+                // A live recorder is removing the instance now; poststop
+                // does not wait the grace periods that takes.
+                if same_task_alive(r.pid as i32, r.start_ticks) {
+                    tracing::debug!(id = %id, recorder = r.pid, "the recorder removes the instance");
+                } else if let Some(inst) = tfs.open_instance(&recording.instance)? {
+                    inst.remove()?;
+                }
+                return Ok(Some(*summary));
+            }
+            Waited::RecorderGone => {}
+            Waited::TimedOut => {
+                tracing::warn!(id = %id, recorder = r.pid, "recorder still running; stopping it");
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(r.pid as i32), nix::sys::signal::Signal::SIGKILL);
+                reason = Some(format!("the recorder did not finish within {} s and was killed", settings.finish_timeout.as_secs()));
+            }
         }
     }
     if let Some(summary) = fresh_summary(&settings.state_dir, &recording) {
-        // The recorder removed the instance; make sure.
         if let Some(inst) = tfs.open_instance(&recording.instance)? {
             inst.remove()?;
         }
@@ -358,6 +392,62 @@ pub fn poststop(settings: &Settings, state: &State) -> Result<Option<Summary>> {
         (None, None) => None,
     };
     fallback(&tfs, &settings.state_dir, &recording, FinishedBy::Poststop, reason).map(Some)
+}
+
+/// How the wait for a recorder's result ended.
+enum Waited {
+    Summary(Box<Summary>),
+    RecorderGone,
+    TimedOut,
+}
+
+/// Waits until this run's summary is written or the recorder is gone, up
+/// to `limit`: inotify on the container's directory (summaries are renamed
+/// into place) and a pidfd on the recorder, so it wakes at once.
+fn wait_for_result(state_dir: &StateDir, recording: &Recording, r: &RecorderInfo, limit: Duration) -> Waited {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    let deadline = Instant::now() + limit;
+    let pid = r.pid as i32;
+    let inotify = state_dir.container_dir(&recording.id).ok().and_then(|dir| {
+        let i = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok()?;
+        i.add_watch(&dir, AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_CLOSE_WRITE).ok()?;
+        Some(i)
+    });
+    let pidfd = record::recorder::pidfd_open(pid);
+    loop {
+        // Checked after the watch was set up, so no write is missed.
+        if let Some(s) = fresh_summary(state_dir, recording) {
+            return Waited::Summary(Box::new(s));
+        }
+        if !same_task_alive(pid, r.start_ticks) {
+            // It may have written the summary just before it exited.
+            return fresh_summary(state_dir, recording).map_or(Waited::RecorderGone, |s| Waited::Summary(Box::new(s)));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Waited::TimedOut;
+        }
+        let mut fds = Vec::new();
+        if let Some(i) = &inotify {
+            fds.push(nix::poll::PollFd::new(i.as_fd(), nix::poll::PollFlags::POLLIN));
+        }
+        if let Some(p) = &pidfd {
+            fds.push(nix::poll::PollFd::new(p.as_fd(), nix::poll::PollFlags::POLLIN));
+        }
+        // Without both wake-ups, look again every 20 ms.
+        let wait = if fds.len() == 2 { left } else { left.min(Duration::from_millis(20)) };
+        let ms = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX).max(1);
+        let timeout = nix::poll::PollTimeout::try_from(ms).unwrap_or(nix::poll::PollTimeout::MAX);
+        if fds.is_empty() {
+            std::thread::sleep(wait);
+        } else if nix::poll::poll(&mut fds, timeout).is_err() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if let Some(i) = &inotify {
+            // Drain; the loop looks at the file itself.
+            while i.read_events().is_ok_and(|e| !e.is_empty()) {}
+        }
+    }
 }
 
 /// The summary written for this run of the container, if there is one.
@@ -579,33 +669,6 @@ pub fn gc(tfs: &TraceFs, state_dir: &StateDir) -> Result<GcReport> {
         report.removed.push(name);
     }
     Ok(report)
-}
-
-/// Polls until `pid` (with that start time) is gone, up to `limit`.
-fn wait_for_exit(pid: i32, start_ticks: Option<u64>, limit: Duration) -> bool {
-    if !same_task_alive(pid, start_ticks) {
-        return true;
-    }
-    // A pidfd wakes us the moment it exits (a poll loop would add up to
-    // its period to every container stop).
-    if let Some(fd) = record::recorder::pidfd_open(pid) {
-        // Opened after the check: make sure it is still the same task.
-        if !same_task_alive(pid, start_ticks) {
-            return true;
-        }
-        let mut fds = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)];
-        let ms = i32::try_from(limit.as_millis()).unwrap_or(i32::MAX);
-        let timeout = nix::poll::PollTimeout::try_from(ms).unwrap_or(nix::poll::PollTimeout::MAX);
-        return matches!(nix::poll::poll(&mut fds, timeout), Ok(n) if n > 0) || !same_task_alive(pid, start_ticks);
-    }
-    let deadline = Instant::now() + limit;
-    while same_task_alive(pid, start_ticks) {
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    true
 }
 
 /// Start time (ticks since boot) and comm of a live task.

@@ -18,7 +18,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
 use collector::container::{input::MAX_STATE_BYTES, parse_state, DEFAULT_STATE_DIR};
 use collector::lifecycle::{self, Settings, DEFAULT_MAX_INSTANCES};
-use collector::record::{instance_name, DEFAULT_BUFFER_SIZE_KB};
+use collector::record::instance_name;
 use collector::tracefs::TraceFs;
 use tracing_subscriber::prelude::*;
 
@@ -30,9 +30,10 @@ struct Cli {
     /// Where state.json, seccomp.json, summary.json and hook.log go.
     #[arg(long, default_value = DEFAULT_STATE_DIR)]
     state_dir: PathBuf,
-    /// Per-CPU ring buffer size of the instance, in KiB.
-    #[arg(long, default_value_t = DEFAULT_BUFFER_SIZE_KB, value_parser = clap::value_parser!(u64).range(64..=1_048_576))]
-    buffer_size_kb: u64,
+    /// Per-CPU ring buffer size of the instance, in KiB (default: the
+    /// kernel's default in profile mode, 4096 in full mode).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(64..=1_048_576))]
+    buffer_size_kb: Option<u64>,
     /// At most this many containers are traced at once; more run untraced
     /// (each armed instance slows every syscall on the machine).
     #[arg(long, default_value_t = DEFAULT_MAX_INSTANCES)]

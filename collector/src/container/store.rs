@@ -57,7 +57,8 @@ pub struct Recording {
     pub runtime_comm: Option<String>,
     pub instance: String,
     pub tracefs: PathBuf,
-    pub buffer_size_kb: u64,
+    /// The per-CPU buffer size set at arming; `None`: the kernel's default.
+    pub buffer_size_kb: Option<u64>,
     #[serde(default)]
     pub mode: crate::record::Mode,
     pub kernel_release: String,
@@ -125,6 +126,9 @@ pub struct RecorderStats {
     /// Events switched off after their syscall was seen (profile mode).
     pub quenched: usize,
     pub ended: Option<crate::record::recorder::Ended>,
+    /// The event layouts came from the per-boot cache, not 730 tracefs reads.
+    #[serde(default)]
+    pub layouts_cached: bool,
 }
 
 /// The state directory root.

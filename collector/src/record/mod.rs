@@ -7,6 +7,7 @@
 //! container's pid filter in force.
 
 pub mod cgroup;
+pub mod layouts;
 pub mod recorder;
 pub mod stream;
 
@@ -14,10 +15,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::tracefs::{Instance, InstanceGuard, TraceFs, INSTANCE_PREFIX};
 
-/// Per-CPU ring buffer size used when none is configured. The recorder
-/// drains it continuously; in profile mode events stop once each syscall
-/// has been seen, so this mostly matters for full mode's bursts.
-pub const DEFAULT_BUFFER_SIZE_KB: u64 = 4096;
+/// Per-CPU ring buffer size of full mode when none is configured: every
+/// event stays on, so bursts need room. Profile mode keeps the kernel's
+/// default size (1.4 MiB): events stop once each syscall has been seen,
+/// and any resize costs the container start 15-25 ms.
+pub const FULL_MODE_BUFFER_SIZE_KB: u64 = 4096;
+
+/// The per-CPU buffer size to set for `mode`; `None` keeps the kernel's.
+pub fn buffer_size_kb(mode: Mode, configured: Option<u64>) -> Option<u64> {
+    configured.or(match mode {
+        Mode::Full => Some(FULL_MODE_BUFFER_SIZE_KB),
+        Mode::Profile => None,
+    })
+}
 
 /// The process-tree events, on in every mode. `task_newtask` tells
 /// threads from processes (binary records carry only the thread id).
@@ -66,6 +76,8 @@ pub enum Error {
     TraceFs(#[from] crate::tracefs::Error),
     #[error(transparent)]
     Stream(#[from] stream::Error),
+    #[error(transparent)]
+    Layouts(#[from] layouts::Error),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -77,18 +89,20 @@ pub fn instance_name(id: &str) -> String {
 
 /// Creates and arms `name` for `pids` (the init task). This is on the
 /// container's start path, so it does only what must happen before the
-/// runtime goes on: the buffer size (a resize while recording drops the
+/// runtime goes on: the buffer size if one is set (a resize while recording drops the
 /// events written meanwhile, so it cannot wait), pids and process events.
 /// The syscall events come on with one write in [`enable_syscalls`] (360
 /// enter-only writes would take 12 ms); in profile mode a subsystem filter
 /// on `ret`, a field only the exit events have, keeps exits out of the
 /// buffer until the recorder switches them off ([`tune`]). On any failure
 /// the instance is removed.
-pub fn arm(tfs: &TraceFs, name: &str, pids: &[i32], buffer_size_kb: u64, mode: Mode) -> Result<Instance> {
+pub fn arm(tfs: &TraceFs, name: &str, pids: &[i32], buffer_size_kb: Option<u64>, mode: Mode) -> Result<Instance> {
     let guard = InstanceGuard::new(tfs.create_instance(name)?);
     let inst = guard.instance();
     inst.set_tracing_on(false)?;
-    inst.set_buffer_size_kb(buffer_size_kb)?;
+    if let Some(kb) = buffer_size_kb {
+        inst.set_buffer_size_kb(kb)?;
+    }
     // event-fork first, so children forked right after the pid write are
     // followed.
     inst.set_option("event-fork", true)?;
@@ -115,9 +129,10 @@ pub fn enable_syscalls(inst: &Instance) -> Result<()> {
 
 /// What is too slow for the start path: in profile mode, the exit events
 /// off (360 writes; what they recorded meanwhile is simply ignored).
-pub fn tune(inst: &Instance, mode: Mode) -> Result<()> {
+/// `events` are the names under `events/syscalls`.
+pub fn tune(inst: &Instance, mode: Mode, events: &[String]) -> Result<()> {
     if mode == Mode::Profile {
-        for event in inst.event_names("syscalls")?.iter().filter(|e| e.starts_with("sys_exit_")) {
+        for event in events.iter().filter(|e| e.starts_with("sys_exit_")) {
             inst.set_event("syscalls", event, false)?;
         }
     }
@@ -128,7 +143,8 @@ pub fn tune(inst: &Instance, mode: Mode) -> Result<()> {
 /// kernel: profile mode cannot see them. Event names mostly equal the
 /// syscall names; the few that differ are mapped here (for this report
 /// only: recorded events are mapped by `__syscall_nr`).
-pub fn syscalls_without_event(tfs: &TraceFs) -> Vec<String> {
+/// `events` are the names under `events/syscalls`.
+pub fn syscalls_without_event(events: &[String]) -> Vec<String> {
     const ALIASES: &[(&str, &str)] = &[
         ("newstat", "stat"),
         ("newfstat", "fstat"),
@@ -137,11 +153,10 @@ pub fn syscalls_without_event(tfs: &TraceFs) -> Vec<String> {
         ("sendfile64", "sendfile"),
         ("umount", "umount2"),
     ];
-    let names = tfs.event_names("syscalls").unwrap_or_default();
-    if names.is_empty() {
+    if events.is_empty() {
         return Vec::new();
     }
-    let have: std::collections::BTreeSet<String> = names
+    let have: std::collections::BTreeSet<String> = events
         .iter()
         .filter_map(|e| e.strip_prefix("sys_enter_"))
         .map(|e| ALIASES.iter().find(|(ev, _)| *ev == e).map(|(_, n)| n.to_string()).unwrap_or_else(|| e.to_string()))

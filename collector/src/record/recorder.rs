@@ -12,8 +12,9 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use serde::{Deserialize, Serialize};
 
+use super::layouts;
 use super::stream::{Stream, StreamStats};
-use super::{enable_syscalls, tune, Mode, Result, DECODED_SYSTEMS};
+use super::{enable_syscalls, syscalls_without_event, tune, Mode, Result, DECODED_SYSTEMS};
 use crate::trace::Event;
 use crate::profile::{Aggregator, Analysis, Window};
 use crate::tracefs::{CpuStats, Instance};
@@ -30,6 +31,8 @@ pub struct Options {
     pub poll: Duration,
     /// How often the aggregate is saved for crash recovery.
     pub save_every: Duration,
+    /// Where the per-boot cache of event layouts lives (see [`layouts`]).
+    pub layout_cache: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -39,6 +42,7 @@ impl Default for Options {
             runtime_comm: None,
             poll: Duration::from_millis(20),
             save_every: Duration::from_secs(3),
+            layout_cache: None,
         }
     }
 }
@@ -74,27 +78,63 @@ pub struct Recorded {
     /// Events switched off after being seen.
     pub quenched: usize,
     pub ended: Ended,
+    /// Syscalls of the native table with no enter event on this kernel.
+    pub no_event_syscalls: Vec<String>,
+    /// Whether the event layouts came from the per-boot cache.
+    pub layouts_cached: bool,
 }
 
 /// Runs until the init task `init_pid` exits (or a signal, or the instance
 /// vanishes). `ready` is called once the stream is open and the syscall
-/// events are on; switching exit events off comes after. `save` gets a snapshot every `save_every`.
+/// events are on. What need not delay the container (`after_ready`, and in
+/// profile mode switching the exit events off) then runs on a second
+/// thread while the first one already reads. `save` gets a snapshot every
+/// `save_every`.
 pub fn run(
     inst: &Instance,
     init_pid: i32,
     opts: &Options,
     ready: impl FnOnce(),
-    mut save: impl FnMut(&Snapshot),
+    after_ready: impl FnOnce() + Send,
+    save: impl FnMut(&Snapshot),
 ) -> Result<Recorded> {
     let signals = signal_fd();
     let pidfd = pidfd_open(init_pid);
     let pipes = inst.open_raw_pipes()?;
-    let mut stream = Stream::with_pipes(inst, pipes, DECODED_SYSTEMS, opts.mode == Mode::Profile)?;
+    let layouts = layouts::load(inst, DECODED_SYSTEMS, opts.layout_cache.as_deref())?;
+    let stream = Stream::with_layouts(pipes, &layouts);
+    let syscall_events: Vec<String> =
+        layouts.formats.iter().filter(|f| f.system == "syscalls").map(|f| f.name.clone()).collect();
     // Ready to keep up: only now do the syscall events come on, and only
     // then is the container let go.
     enable_syscalls(inst)?;
     ready();
-    tune(inst, opts.mode)?;
+    let mut recorded = std::thread::scope(|scope| {
+        let helper = scope.spawn(|| {
+            after_ready();
+            if let Err(e) = tune(inst, opts.mode, &syscall_events) {
+                tracing::warn!(error = %e, "could not switch the exit events off");
+            }
+        });
+        let recorded = read_until_done(inst, init_pid, opts, stream, pidfd, signals, save);
+        let _ = helper.join();
+        recorded
+    })?;
+    recorded.no_event_syscalls = syscalls_without_event(&syscall_events);
+    recorded.layouts_cached = layouts.cached;
+    Ok(recorded)
+}
+
+/// The read loop of [`run`].
+fn read_until_done(
+    inst: &Instance,
+    init_pid: i32,
+    opts: &Options,
+    mut stream: Stream,
+    pidfd: Option<OwnedFd>,
+    signals: Option<SignalFd>,
+    mut save: impl FnMut(&Snapshot),
+) -> Result<Recorded> {
     let mut agg = Aggregator::new(init_pid).with_runtime(opts.runtime_comm.as_deref());
     // Profile mode keeps no exit events (the few recorded before tune()
     // switched them off would give a partial error count).
@@ -141,7 +181,7 @@ pub fn run(
     let per_cpu = inst.cpu_stats().unwrap_or_default();
     let stats = stream.stats().clone();
     let (window, analysis) = agg.finish();
-    Ok(Recorded { window, analysis, stream: stats, per_cpu, quenched, ended })
+    Ok(Recorded { window, analysis, stream: stats, per_cpu, quenched, ended, no_event_syscalls: Vec::new(), layouts_cached: false })
 }
 
 /// Switches off the enter event of every number newly seen in the window.

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{ErrorKind, Read};
 
-use crate::trace::format::{EventFormat, HeaderPage};
+use super::layouts::{self, Layouts};
 use crate::trace::page::for_each_event;
 use crate::trace::{Decoder, Event, Record};
 use crate::tracefs::{self, Instance};
@@ -23,8 +23,8 @@ const SLACK_NS: u64 = 10_000_000;
 pub enum Error {
     #[error(transparent)]
     TraceFs(#[from] tracefs::Error),
-    #[error("event format of {system}:{event}: {cause}")]
-    Format { system: String, event: String, cause: crate::trace::format::FormatError },
+    #[error(transparent)]
+    Layouts(#[from] layouts::Error),
     #[error("reading cpu{cpu} trace_pipe_raw: {cause}")]
     Read { cpu: u32, cause: std::io::Error },
 }
@@ -66,35 +66,20 @@ pub struct Stream {
 
 impl Stream {
     /// Opens the raw pipes and reads the layouts of every event of
-    /// `systems` (plus `events/header_page`).
+    /// `systems` (plus `events/header_page`) from tracefs.
     pub fn open(inst: &Instance, systems: &[&str]) -> Result<Self, Error> {
         let pipes = inst.open_raw_pipes()?;
-        Self::with_pipes(inst, pipes, systems, false)
+        let layouts = layouts::load(inst, systems, None)?;
+        Ok(Self::with_layouts(pipes, &layouts))
     }
 
-    /// Like [`Stream::open`], with pipes opened beforehand. `without_exits`
-    /// skips the 360 `sys_exit_*` layouts (profile mode records none):
-    /// reading format files is most of the recorder's start-up.
-    pub fn with_pipes(inst: &Instance, pipes: Vec<(u32, File)>, systems: &[&str], without_exits: bool) -> Result<Self, Error> {
-        let header = HeaderPage::parse(&inst.header_page()?).unwrap_or_default();
-        let mut formats = Vec::new();
-        for system in systems {
-            for event in inst.event_names(system)? {
-                if without_exits && *system == "syscalls" && event.starts_with("sys_exit_") {
-                    continue;
-                }
-                let text = inst.event_format(system, &event)?;
-                let f = EventFormat::parse(system, &text).map_err(|cause| Error::Format {
-                    system: system.to_string(),
-                    event: event.clone(),
-                    cause,
-                })?;
-                formats.push(f);
-            }
-        }
+    /// A stream over pipes opened beforehand, decoding with `layouts`.
+    pub fn with_layouts(pipes: Vec<(u32, File)>, layouts: &Layouts) -> Self {
+        let header = layouts.header;
+        let formats = &layouts.formats;
         let names = formats.iter().map(|f| (f.id, EventName { system: f.system.clone(), name: f.name.clone() })).collect();
-        let decoder = Decoder::new(header, &formats);
-        Ok(Stream {
+        let decoder = Decoder::new(header, formats);
+        Stream {
             pipes,
             page: vec![0; header.page_size().max(4096)],
             decoder,
@@ -104,7 +89,7 @@ impl Stream {
             newest: 0,
             stats: StreamStats::default(),
             problems: 0,
-        })
+        }
     }
 
     pub fn stats(&self) -> &StreamStats {

@@ -1,0 +1,211 @@
+//! The event layouts a recorder decodes with, cached once per boot.
+//!
+//! Reading `events/header_page` and 730 `format` files from tracefs is most
+//! of a recorder's start-up (about 20 ms here), and the container waits for
+//! it. Event ids and layouts of built-in events do not change while the
+//! kernel runs, so the texts are saved under the state dir, keyed by
+//! `/proc/sys/kernel/random/boot_id`, and later recorders parse them from
+//! one file. A missing, unreadable or foreign cache is simply rebuilt.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::container::store::write_atomic;
+use crate::trace::format::{EventFormat, HeaderPage};
+use crate::tracefs::Instance;
+
+/// The cache directory inside the state dir. `@` cannot occur in a
+/// container id, so no container's directory can be this one.
+pub const CACHE_DIR: &str = "@layouts";
+
+const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
+
+/// Header and event layouts, parsed.
+#[derive(Debug, Clone)]
+pub struct Layouts {
+    pub header: HeaderPage,
+    pub formats: Vec<EventFormat>,
+    /// Whether they came from the cache.
+    pub cached: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Cached {
+    boot_id: String,
+    systems: Vec<String>,
+    header_page: String,
+    /// (system, format text) per event.
+    events: Vec<(String, String)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    TraceFs(#[from] crate::tracefs::Error),
+    #[error("event format of {system}:{event}: {cause}")]
+    Format { system: String, event: String, cause: crate::trace::format::FormatError },
+}
+
+/// The layouts of every event of `systems`: from `cache_dir` when it holds
+/// this boot's, else from tracefs (then saved there; a failed save only
+/// costs the next recorder the same read).
+pub fn load(inst: &Instance, systems: &[&str], cache_dir: Option<&Path>) -> Result<Layouts, Error> {
+    let boot_id = std::fs::read_to_string(BOOT_ID).map(|s| s.trim().to_string()).ok().filter(|s| is_boot_id(s));
+    let file = match (cache_dir, &boot_id) {
+        (Some(dir), Some(boot)) => Some(dir.join(format!("{boot}.json"))),
+        _ => None,
+    };
+    if let Some(file) = &file {
+        if let Some(layouts) = read_cache(file, boot_id.as_deref().unwrap_or_default(), systems) {
+            return Ok(layouts);
+        }
+    }
+    let header_page = inst.header_page()?;
+    let mut events = Vec::new();
+    for system in systems {
+        for event in inst.event_names(system)? {
+            events.push((system.to_string(), inst.event_format(system, &event)?));
+        }
+    }
+    let cached = Cached {
+        boot_id: boot_id.unwrap_or_default(),
+        systems: systems.iter().map(|s| s.to_string()).collect(),
+        header_page,
+        events,
+    };
+    let layouts = parse(&cached, false).map_err(|(system, event, cause)| Error::Format { system, event, cause })?;
+    if let Some(file) = &file {
+        save(file, &cached);
+    }
+    Ok(layouts)
+}
+
+fn read_cache(file: &Path, boot_id: &str, systems: &[&str]) -> Option<Layouts> {
+    let bytes = std::fs::read(file).ok()?;
+    let cached: Cached = match serde_json::from_slice(&bytes) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(path = %file.display(), error = %e, "ignoring a broken layout cache");
+            return None;
+        }
+    };
+    if cached.boot_id != boot_id || cached.systems.iter().map(String::as_str).ne(systems.iter().copied()) {
+        return None;
+    }
+    match parse(&cached, true) {
+        Ok(l) => Some(l),
+        Err((system, event, cause)) => {
+            tracing::warn!(path = %file.display(), %system, %event, error = %cause, "ignoring a broken layout cache");
+            None
+        }
+    }
+}
+
+fn parse(c: &Cached, cached: bool) -> Result<Layouts, (String, String, crate::trace::format::FormatError)> {
+    let header = HeaderPage::parse(&c.header_page).unwrap_or_default();
+    let mut formats = Vec::with_capacity(c.events.len());
+    for (system, text) in &c.events {
+        let f = EventFormat::parse(system, text).map_err(|cause| {
+            let name = text.lines().find_map(|l| l.trim().strip_prefix("name:")).unwrap_or("?").trim().to_string();
+            (system.clone(), name, cause)
+        })?;
+        formats.push(f);
+    }
+    Ok(Layouts { header, formats, cached })
+}
+
+/// Writes this boot's cache and drops other boots' files.
+fn save(file: &Path, cached: &Cached) {
+    let Some(dir) = file.parent() else { return };
+    let result = std::fs::create_dir_all(dir)
+        .map_err(|e| e.to_string())
+        .and_then(|_| serde_json::to_vec(cached).map_err(|e| e.to_string()))
+        .and_then(|bytes| write_atomic(file, &bytes).map_err(|e| e.to_string()));
+    if let Err(e) = result {
+        tracing::debug!(path = %file.display(), error = %e, "could not save the layout cache");
+        return;
+    }
+    for stale in stale_files(dir, file) {
+        let _ = std::fs::remove_file(stale);
+    }
+}
+
+fn stale_files(dir: &Path, keep: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p != keep && p.extension().is_some_and(|x| x == "json"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A boot id is a UUID; nothing else may name a file.
+fn is_boot_id(s: &str) -> bool {
+    s.len() == 36 && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ENTER_OPEN: &str = "name: sys_enter_openat\nID: 700\nformat:\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;\n";
+
+    fn cached(boot: &str) -> Cached {
+        Cached {
+            boot_id: boot.into(),
+            systems: vec!["syscalls".into()],
+            header_page: String::new(),
+            events: vec![("syscalls".into(), ENTER_OPEN.into())],
+        }
+    }
+
+    #[test]
+    fn a_cache_of_this_boot_is_used_and_another_boots_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let boot = "0b5e6f0e-2a43-4bd5-9d4c-1f1f3b1e2d3c";
+        let file = dir.path().join(format!("{boot}.json"));
+        std::fs::write(&file, serde_json::to_vec(&cached(boot)).unwrap()).unwrap();
+        let l = read_cache(&file, boot, &["syscalls"]).expect("this boot's cache");
+        assert!(l.cached);
+        assert_eq!(l.formats[0].name, "sys_enter_openat");
+        assert_eq!(l.formats[0].id, 700);
+        assert!(read_cache(&file, "11111111-2a43-4bd5-9d4c-1f1f3b1e2d3c", &["syscalls"]).is_none());
+        assert!(read_cache(&file, boot, &["syscalls", "sched"]).is_none(), "other systems");
+    }
+
+    #[test]
+    fn a_broken_cache_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let boot = "0b5e6f0e-2a43-4bd5-9d4c-1f1f3b1e2d3c";
+        let file = dir.path().join(format!("{boot}.json"));
+        std::fs::write(&file, b"{not json").unwrap();
+        assert!(read_cache(&file, boot, &["syscalls"]).is_none());
+        let mut c = cached(boot);
+        c.events[0].1 = "name: x\nformat:\n".into(); // no ID
+        std::fs::write(&file, serde_json::to_vec(&c).unwrap()).unwrap();
+        assert!(read_cache(&file, boot, &["syscalls"]).is_none());
+    }
+
+    #[test]
+    fn saving_drops_other_boots() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("00000000-0000-0000-0000-000000000000.json");
+        std::fs::write(&old, b"{}").unwrap();
+        let boot = "0b5e6f0e-2a43-4bd5-9d4c-1f1f3b1e2d3c";
+        let file = dir.path().join(format!("{boot}.json"));
+        save(&file, &cached(boot));
+        assert!(file.exists());
+        assert!(!old.exists());
+    }
+
+    #[test]
+    fn only_uuids_name_cache_files() {
+        assert!(is_boot_id("0b5e6f0e-2a43-4bd5-9d4c-1f1f3b1e2d3c"));
+        assert!(!is_boot_id("../../etc/passwd0000000000000000000000"));
+        assert!(!is_boot_id(""));
+    }
+}
