@@ -31,6 +31,7 @@ enum Kind {
     Exec { filename: Field, pid: Field, old_pid: Field },
     ProcessExit { comm: Field, pid: Field, group_dead: Option<Field> },
     NewTask { pid: Field, comm: Field, clone_flags: Field },
+    Signal { sig: Field, code: Field, pid: Field, comm: Field },
     Other,
 }
 
@@ -104,6 +105,12 @@ impl Decoder {
                 pid: r.int(pid)? as i32,
                 comm: r.string(comm)?,
                 clone_flags: r.uint(clone_flags)?,
+            },
+            Kind::Signal { sig, code, pid, comm } => Event::Signal {
+                sig: r.int(sig)? as i32,
+                code: r.int(code)? as i32,
+                pid: r.int(pid)? as i32,
+                comm: r.string(comm)?,
             },
             Kind::Other => Event::Other { name: entry.name.clone() },
         };
@@ -193,6 +200,9 @@ fn kind_of(f: &EventFormat) -> Kind {
         })(),
         ("task", "task_newtask") => (|| {
             Some(Kind::NewTask { pid: get("pid")?, comm: get("comm")?, clone_flags: get("clone_flags")? })
+        })(),
+        ("signal", "signal_generate") => (|| {
+            Some(Kind::Signal { sig: get("sig")?, code: get("code")?, pid: get("pid")?, comm: get("comm")? })
         })(),
         _ => None,
     };

@@ -54,6 +54,9 @@ pub enum Event {
     Exec { filename: String, pid: i32, old_pid: i32 },
     /// `sched:sched_process_exit`.
     Exit { pid: i32, comm: String, group_dead: Option<bool> },
+    /// `signal:signal_generate`: the recording task sent signal `sig` with
+    /// `si_code` `code` to task `pid`, whose comm is `comm`.
+    Signal { sig: i32, code: i32, pid: i32, comm: String },
     /// Any other event, by name; kept so counts stay honest.
     Other { name: String },
 }

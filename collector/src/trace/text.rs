@@ -149,6 +149,21 @@ fn parse_event(name: &str, payload: &str) -> Result<Event, &'static str> {
             let group_dead = field(payload, "group_dead").map(|v| v == "true" || v == "1");
             Ok(Event::Exit { pid, comm: comm.to_string(), group_dead })
         }
+        "signal_generate" => {
+            // The comm may hold spaces: it runs up to the last " pid=".
+            let cut = payload.rfind(" pid=").ok_or("signal without pid")?;
+            let (head, tail) = payload.split_at(cut);
+            let comm = head.find("comm=").map(|from| &head[from + 5..]).ok_or("signal without comm")?;
+            let number = |text: &str, key: &str, bad: &'static str| -> Result<i32, &'static str> {
+                field(text, key).and_then(|v| v.parse().ok()).ok_or(bad)
+            };
+            Ok(Event::Signal {
+                sig: number(head, "sig", "bad signal number")?,
+                code: number(head, "code", "bad signal code")?,
+                pid: number(tail.trim_start(), "pid", "bad signal pid")?,
+                comm: comm.to_string(),
+            })
+        }
         "" => Err("no event name"),
         other => Ok(Event::Other { name: other.to_string() }),
     }
@@ -222,6 +237,11 @@ mod tests {
         assert_eq!(r.event, Event::Exec { filename: "/bin/my prog".into(), pid: 6509, old_pid: 6509 });
         let r = parse_line("cat-6509 ( 6509) [000] ..... 183.666496: sched_process_fork: comm=sh pid=6509 child_comm=sh child_pid=6540").unwrap();
         assert_eq!(r.event, Event::Fork { parent_pid: 6509, child_pid: 6540, child_comm: "sh".into() });
+        let r = parse_line("sh-21933 ( 21933) [001] d..2. 9477.501628: signal_generate: sig=17 errno=0 code=5 comm=criu pid=21999 grp=1 res=1").unwrap();
+        assert_eq!(r.event, Event::Signal { sig: 17, code: 5, pid: 21999, comm: "criu".into() });
+        let r = parse_line("sh-1 ( 1) [001] d..2. 1.0: signal_generate: sig=9 errno=0 code=0 comm=my pid=x pid=7 grp=1 res=0").unwrap();
+        assert_eq!(r.event, Event::Signal { sig: 9, code: 0, pid: 7, comm: "my pid=x".into() });
+        assert_eq!(parse_line("x-1 [000] ..... 1.0: signal_generate: sig=17 code=4 pid=2"), Err("signal without comm"));
         let r = parse_line("cat-6509 ( 6509) [000] ..... 183.0: sched_switch: prev_comm=x").unwrap();
         assert_eq!(r.event, Event::Other { name: "sched_switch".into() });
         let r = parse_line("sh-1 [000] ..... 1.0: sys_openat(dfd: ffffff9c, filename: 5b0498, flags: 0, mode: 0)").unwrap();
