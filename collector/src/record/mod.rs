@@ -38,8 +38,17 @@ pub const PROCESS_EVENTS: &[(&str, &str)] = &[
     ("task", "task_newtask"),
 ];
 
+/// Ptrace stops of the container's tasks, as the SIGCHLD each stopping
+/// task sends its tracer (`CLD_TRAPPED` 4, `CLD_STOPPED` 5). They bound
+/// CRIU's checkpoint episodes, whose calls stay out of the profile
+/// (`profile::episode`, docs/checkpoint-episodes.md). The filter keeps
+/// every other signal out of the buffer, so the event costs nothing while
+/// no one ptraces the container.
+pub const STOP_EVENT: (&str, &str) = ("signal", "signal_generate");
+pub const STOP_FILTER: &str = "sig == 17 && code >= 4 && code <= 5";
+
 /// Event systems whose layouts the stream decodes.
-pub const DECODED_SYSTEMS: &[&str] = &["syscalls", "sched", "task"];
+pub const DECODED_SYSTEMS: &[&str] = &["syscalls", "sched", "task", "signal"];
 
 /// A filter no exit event passes (`ret` never takes this value). Enter
 /// events have no `ret` field, so the subsystem filter skips them.
@@ -89,9 +98,10 @@ pub fn instance_name(id: &str) -> String {
 
 /// Creates and arms `name` for `pids` (the init task). This is on the
 /// container's start path, so it does only what must happen before the
-/// runtime goes on: the buffer size if one is set (a resize while recording drops the
-/// events written meanwhile, so it cannot wait), pids and process events.
-/// The syscall events come on with one write in [`enable_syscalls`] (360
+/// runtime goes on: the buffer size if one is set (a resize while recording
+/// drops the events written meanwhile, so it cannot wait), pids, process
+/// events and the ptrace-stop event ([`STOP_EVENT`]). The syscall events
+/// come on with one write in [`enable_syscalls`] (360
 /// enter-only writes would take 12 ms); in profile mode a subsystem filter
 /// on `ret`, a field only the exit events have, keeps exits out of the
 /// buffer until the recorder switches them off ([`tune`]). On any failure
@@ -110,11 +120,24 @@ pub fn arm(tfs: &TraceFs, name: &str, pids: &[i32], buffer_size_kb: Option<u64>,
     for (system, event) in PROCESS_EVENTS {
         inst.set_event(system, event, true)?;
     }
+    // Without it, checkpoints cannot be told from the workload; tracing
+    // still works, so a kernel that lacks the event only loses that.
+    if let Err(e) = arm_stop_event(inst) {
+        tracing::warn!(instance = %inst.name(), error = %e, "ptrace stops not recorded: checkpoint episodes will not be recognised");
+    }
     if mode == Mode::Profile {
         inst.write("events/syscalls/filter", EXIT_FILTER)?;
     }
     inst.set_tracing_on(true)?;
     Ok(guard.keep())
+}
+
+/// The filter first, so no unfiltered signal is ever recorded.
+fn arm_stop_event(inst: &Instance) -> Result<()> {
+    let (system, event) = STOP_EVENT;
+    inst.write(&format!("events/{system}/{event}/filter"), STOP_FILTER)?;
+    inst.set_event(system, event, true)?;
+    Ok(())
 }
 
 /// Switches every syscall event on with one write. The recorder does this
