@@ -7,11 +7,19 @@
 //! seen in the window for the first time, so a live recorder can switch
 //! that syscall's event off. Memory stays bounded by the number of
 //! processes and syscalls, not by the length of the trace.
+//!
+//! Calls CRIU's parasite made inside the container's tasks during a
+//! checkpoint are kept out ([`super::episode`]). A task's calls after a
+//! checkpoint stop are held until it is known whose they were; a held
+//! number's event is switched off meanwhile like a counted one, and
+//! switched back on if the call turns out to be CRIU's, so the workload's
+//! first real use of it is still recorded.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+use super::episode::{self, Call, Episode, Held, Tracker};
 use super::names::name_of;
 use super::window::{filter_install, known_runtime, runtime_marker, Rule, Window};
 use crate::trace::{Event, Record};
@@ -36,6 +44,13 @@ pub struct Analysis {
     /// Per process (thread group), keyed by host tgid.
     pub processes: BTreeMap<i32, Process>,
     pub events: EventCounts,
+    /// Checkpoint episodes: CRIU's calls, kept out of the counts above.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub episodes: Vec<Episode>,
+    /// Stops of the container's tasks reported to outside processes other
+    /// than CRIU (a debugger, strace), by comm. Their calls are counted.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub other_tracers: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +61,10 @@ pub struct EventCounts {
     pub in_window: u64,
     /// Syscall entries inside the window, by tasks under the filter.
     pub syscalls_in_window: u64,
+    /// Syscall entries in the window kept out as CRIU's (not in the two
+    /// counts above).
+    #[serde(default)]
+    pub excluded: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,7 +113,11 @@ struct Identity {
 
 impl Identity {
     fn process_of(&self, r: &Record) -> i32 {
-        r.tgid.or_else(|| self.tgids.get(&r.pid).copied()).unwrap_or(r.pid)
+        self.process_of_task(r.pid, r.tgid)
+    }
+
+    fn process_of_task(&self, pid: i32, tgid: Option<i32>) -> i32 {
+        tgid.or_else(|| self.tgids.get(&pid).copied()).unwrap_or(pid)
     }
 
     /// Learns from `r`; returns the tgid whose identity changed, if any.
@@ -160,7 +183,15 @@ pub struct Aggregator {
     analysis: Analysis,
     /// Numbers seen in the window since the last [`Aggregator::take_new`].
     new_numbers: Vec<i64>,
+    /// Numbers whose events are off: counted, or held (provisionally).
     seen_numbers: BTreeSet<i64>,
+    /// Numbers counted in the window: the profile.
+    counted: BTreeSet<i64>,
+    /// Numbers switched off only because a held call made them.
+    provisional: BTreeSet<i64>,
+    /// Numbers to switch back on since the last [`Aggregator::take_restored`].
+    restored: Vec<i64>,
+    episodes: Tracker,
     max_pending: usize,
     /// The runtime whose marker is looked for; `None`: any runtime's.
     runtime: Option<&'static str>,
@@ -177,6 +208,10 @@ impl Aggregator {
             analysis: Analysis::default(),
             new_numbers: Vec::new(),
             seen_numbers: BTreeSet::new(),
+            counted: BTreeSet::new(),
+            provisional: BTreeSet::new(),
+            restored: Vec::new(),
+            episodes: Tracker::new(),
             max_pending: MAX_PENDING,
             runtime: None,
         }
@@ -199,6 +234,13 @@ impl Aggregator {
     /// call (a live recorder switches their events off).
     pub fn take_new(&mut self) -> Vec<i64> {
         std::mem::take(&mut self.new_numbers)
+    }
+
+    /// Numbers switched off for a held call that turned out to be CRIU's,
+    /// since the last call: switch their events back on. (Call after
+    /// [`Aggregator::take_new`]: a number may be in both.)
+    pub fn take_restored(&mut self) -> Vec<i64> {
+        std::mem::take(&mut self.restored)
     }
 
     /// The aggregate so far (for periodic saves).
@@ -253,6 +295,9 @@ impl Aggregator {
         if matches!(self.phase, Phase::Seeking { .. }) {
             self.decide();
         }
+        let released = self.episodes.finish(&self.counted);
+        self.release(released);
+        self.publish_episodes();
         let window = self.window.unwrap_or(Window { rule: Rule::FirstEvent, opener: None });
         (window, self.analysis)
     }
@@ -292,48 +337,132 @@ impl Aggregator {
                 set.insert(*child_pid);
             }
         }
+        if self.episodes.is_open() {
+            let released = self.episodes.tick(r.ts_ns, &self.counted);
+            if !released.is_empty() {
+                self.release(released);
+                self.publish_episodes();
+            }
+        }
         // A thread that existed before the install is not under the filter
         // (no TSYNC), so its calls stay out.
         if self.filtered.as_ref().is_some_and(|set| !set.contains(&r.pid)) {
             return;
         }
         match r.event {
-            Event::SysEnter { nr, .. } => self.count(r, nr),
+            Event::SysEnter { nr, .. } => {
+                let tgid = self.ident.process_of(r);
+                if self.episodes.hold(r, tgid, Call::Enter(nr)) {
+                    // Off while held, like a counted call; back on if it
+                    // was CRIU's.
+                    if self.seen_numbers.insert(nr) {
+                        self.provisional.insert(nr);
+                        self.new_numbers.push(nr);
+                    }
+                } else {
+                    self.count(r.pid, r.tgid, &r.comm, nr, 1, r.ts_ns, r.ts_ns);
+                }
+            }
             Event::SysExit { nr, ret } if (-4095..0).contains(&ret) => {
-                let name = name_of(nr).map(String::from).unwrap_or_else(|| format!("#{nr}"));
-                let errno = i32::try_from(-ret).unwrap_or(0);
-                let errno_name = syscalls::Errno::new(errno).name().map(String::from).unwrap_or_else(|| format!("errno {errno}"));
-                *self.analysis.errors.entry(name).or_default().entry(errno_name).or_default() += 1;
+                let tgid = self.ident.process_of(r);
+                if !self.episodes.hold(r, tgid, Call::Failure { nr, ret }) {
+                    self.fail(nr, ret, 1);
+                }
+            }
+            Event::Signal { .. } => {
+                if let Some(stop) = episode::stop_of(r) {
+                    self.stop(r, &stop);
+                }
             }
             _ => {}
         }
     }
 
-    fn count(&mut self, r: &Record, nr: i64) {
-        let a = &mut self.analysis;
-        a.events.syscalls_in_window += 1;
+    /// A task's ptrace stop: a checkpoint's, or someone else's.
+    fn stop(&mut self, r: &Record, stop: &episode::Stop) {
+        let inside = self.is_container_task(stop.tracer_pid);
+        if !episode::is_checkpoint(stop, inside) {
+            if !inside {
+                self.episodes.other_stop(stop);
+                self.analysis.other_tracers = self.episodes.other_stops().clone();
+            }
+            return;
+        }
         let tgid = self.ident.process_of(r);
+        let change = self.episodes.stop(stop, tgid, &self.counted);
+        self.release(change.released);
+        for (nr, n) in change.excluded {
+            self.analysis.events.excluded += n;
+            // Switched off for this call only: on again, so the workload's
+            // own first use is recorded.
+            if self.provisional.contains(&nr) && !self.episodes.holds(nr) {
+                self.provisional.remove(&nr);
+                self.seen_numbers.remove(&nr);
+                self.restored.push(nr);
+            }
+        }
+        self.publish_episodes();
+    }
+
+    /// Counts held records that turned out to be the workload's.
+    fn release(&mut self, held: Vec<Held>) {
+        for h in held {
+            match h.call {
+                Call::Enter(nr) => self.count(h.pid, Some(h.tgid), "", nr, h.count, h.first_ns, h.last_ns),
+                Call::Failure { nr, ret } => self.fail(nr, ret, h.count),
+            }
+        }
+    }
+
+    /// Episodes into the analysis, their tasks named like its processes.
+    fn publish_episodes(&mut self) {
+        let (ident, processes) = (&self.ident, &self.analysis.processes);
+        let comm_of = |tgid| processes.get(&tgid).map(|p| p.comm.clone()).unwrap_or_else(|| ident.comm(tgid, ""));
+        let episodes = self.episodes.episodes(comm_of);
+        self.analysis.episodes = episodes;
+    }
+
+    /// The init task, or a task the trace saw being created.
+    fn is_container_task(&self, pid: i32) -> bool {
+        pid == self.init_pid || self.ident.tgids.contains_key(&pid) || self.ident.parents.contains_key(&pid)
+    }
+
+    fn fail(&mut self, nr: i64, ret: i64, n: u64) {
+        let name = name_of(nr).map(String::from).unwrap_or_else(|| format!("#{nr}"));
+        let errno = i32::try_from(-ret).unwrap_or(0);
+        let errno_name = syscalls::Errno::new(errno).name().map(String::from).unwrap_or_else(|| format!("errno {errno}"));
+        *self.analysis.errors.entry(name).or_default().entry(errno_name).or_default() += n;
+    }
+
+    /// Counts `n` calls of `nr` by task `pid` made from `first` to `last`.
+    #[allow(clippy::too_many_arguments)]
+    fn count(&mut self, pid: i32, tgid: Option<i32>, printed: &str, nr: i64, n: u64, first: u64, last: u64) {
+        let a = &mut self.analysis;
+        a.events.syscalls_in_window += n;
+        let tgid = self.ident.process_of_task(pid, tgid);
         let ident = &self.ident;
         let p = a.processes.entry(tgid).or_insert_with(|| Process {
             tgid,
-            comm: ident.comm(tgid, &r.comm),
+            comm: ident.comm(tgid, printed),
             exe: ident.exes.get(&tgid).cloned(),
             parent: ident.parents.get(&tgid).copied(),
             ..Default::default()
         });
-        p.total += 1;
-        p.first_ns.get_or_insert(r.ts_ns);
-        p.last_ns = Some(r.ts_ns);
+        p.total += n;
+        p.first_ns = Some(p.first_ns.map_or(first, |f| f.min(first)));
+        p.last_ns = Some(p.last_ns.map_or(last, |l| l.max(last)));
         match name_of(nr) {
             Some(name) => {
-                *a.syscalls.entry(name.to_string()).or_default() += 1;
-                *p.syscalls.entry(name.to_string()).or_default() += 1;
+                *a.syscalls.entry(name.to_string()).or_default() += n;
+                *p.syscalls.entry(name.to_string()).or_default() += n;
             }
             None => {
-                *a.unnamed.entry(nr).or_default() += 1;
-                *p.unnamed.entry(nr).or_default() += 1;
+                *a.unnamed.entry(nr).or_default() += n;
+                *p.unnamed.entry(nr).or_default() += n;
             }
         }
+        self.counted.insert(nr);
+        self.provisional.remove(&nr);
         if self.seen_numbers.insert(nr) {
             self.new_numbers.push(nr);
         }
@@ -384,7 +513,7 @@ mod tests {
         assert_eq!(a.processes[&10].exe.as_deref(), Some("/bin/sh"));
         // The exit comm arrived after the process was counted.
         assert_eq!(a.processes[&10].comm, "cat");
-        assert_eq!(a.events, EventCounts { total: 9, in_window: 9, syscalls_in_window: 6 });
+        assert_eq!(a.events, EventCounts { total: 9, in_window: 9, syscalls_in_window: 6, excluded: 0 });
     }
 
     #[test]
@@ -434,5 +563,72 @@ mod tests {
         agg.push(&sys(10, 10, Sysno::read.id().into()));
         assert_eq!(agg.take_new(), vec![i64::from(Sysno::read.id())]);
         assert!(agg.take_new().is_empty());
+    }
+
+    fn stop(task: i32, code: i32, tracer: i32, comm: &str) -> Record {
+        rec(task, task, Event::Signal { sig: 17, code, pid: tracer, comm: comm.into() })
+    }
+
+    #[test]
+    fn checkpoint_calls_stay_out_and_their_events_come_back_on() {
+        let n = |s: Sysno| i64::from(s.id());
+        let mut agg = Aggregator::new(10);
+        agg.push(&rec(10, 10, Event::Exec { filename: "/bin/sh".into(), pid: 10, old_pid: 10 }));
+        agg.push(&sys(10, 10, n(Sysno::read)));
+        assert_eq!(agg.take_new(), [n(Sysno::read)]);
+        agg.push(&stop(10, 5, 900, "criu")); // seized
+        agg.push(&sys(10, 10, n(Sysno::vmsplice))); // the parasite
+        assert_eq!(agg.take_new(), [n(Sysno::vmsplice)], "off while held");
+        agg.push(&stop(10, 4, 900, "criu"));
+        assert_eq!(agg.take_restored(), [n(Sysno::vmsplice)], "on again: only CRIU made it");
+        agg.push(&sys(10, 10, n(Sysno::getpid))); // after the last stop
+        assert_eq!(agg.take_new(), [n(Sysno::getpid)]);
+        agg.push(&sys(10, 10, n(Sysno::vmsplice))); // the workload's own, later: recorded again
+        let (_, a) = agg.finish();
+        let names: Vec<&str> = a.syscalls.keys().map(String::as_str).collect();
+        assert_eq!(names, ["getpid", "read", "vmsplice"]);
+        assert_eq!(a.syscalls["vmsplice"], 1, "only the workload's");
+        assert_eq!(a.events.excluded, 1);
+        assert_eq!(a.episodes.len(), 1);
+        let e = &a.episodes[0];
+        assert_eq!((e.tracer_comm.as_str(), e.stops, e.excluded_calls), ("criu", 2, 1));
+        assert_eq!(e.tasks[0].comm, "latest", "named like the process");
+        assert_eq!(e.resumed.iter().map(|r| (r.syscall.as_str(), r.new)).collect::<Vec<_>>(), [("getpid", true)]);
+    }
+
+    #[test]
+    fn a_later_workload_call_of_a_criu_number_is_still_counted() {
+        let n = |s: Sysno| i64::from(s.id());
+        let mut agg = Aggregator::new(10);
+        agg.push(&rec(10, 10, Event::Exec { filename: "/bin/sh".into(), pid: 10, old_pid: 10 }));
+        agg.push(&stop(10, 5, 900, "criu"));
+        agg.push(&sys(10, 10, n(Sysno::sendto)));
+        agg.push(&stop(10, 4, 900, "criu"));
+        agg.push(&rec(10, 10, Event::Fork { parent_pid: 10, child_pid: 11, child_comm: "sh".into() }));
+        agg.push(&sys(11, 11, n(Sysno::sendto))); // a new task: never held
+        let (_, a) = agg.finish();
+        assert_eq!(a.syscalls.get("sendto"), Some(&1));
+        assert_eq!(a.events.excluded, 1);
+    }
+
+    #[test]
+    fn stops_by_other_tracers_change_nothing() {
+        let n = |s: Sysno| i64::from(s.id());
+        let mut agg = Aggregator::new(10);
+        agg.push(&rec(10, 10, Event::Exec { filename: "/bin/sh".into(), pid: 10, old_pid: 10 }));
+        agg.push(&rec(10, 10, Event::Fork { parent_pid: 10, child_pid: 20, child_comm: "criu".into() }));
+        // strace from the host: every call sits between two stops.
+        agg.push(&stop(10, 4, 77, "strace"));
+        agg.push(&sys(10, 10, n(Sysno::openat)));
+        agg.push(&stop(10, 4, 77, "strace"));
+        // A CRIU inside the container is the workload's.
+        agg.push(&stop(10, 5, 20, "criu"));
+        agg.push(&sys(10, 10, n(Sysno::vmsplice)));
+        agg.push(&stop(10, 4, 20, "criu"));
+        let (_, a) = agg.finish();
+        assert_eq!(a.syscalls.keys().map(String::as_str).collect::<Vec<_>>(), ["openat", "vmsplice"]);
+        assert!(a.episodes.is_empty());
+        assert_eq!(a.other_tracers.get("strace"), Some(&2));
+        assert_eq!(a.events.excluded, 0);
     }
 }

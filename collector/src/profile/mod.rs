@@ -1,13 +1,16 @@
 //! Policy: from typed trace records to a seccomp profile.
 //!
-//! [`window`] decides which records count, [`analysis`] aggregates them,
-//! [`names`] maps numbers to seccomp names, and [`seccomp`] writes the JSON.
+//! [`window`] decides which records count, [`episode`] keeps CRIU's
+//! checkpoint calls out of them, [`analysis`] aggregates them, [`names`]
+//! maps numbers to seccomp names, and [`seccomp`] writes the JSON.
 
 pub mod analysis;
+pub mod episode;
 pub mod names;
 pub mod seccomp;
 pub mod window;
 
 pub use analysis::{analyze, analyze_runtime, Analysis, Process};
 pub use analysis::Aggregator;
+pub use episode::Episode;
 pub use window::{Rule, Window, RUNTIME_MARKERS};

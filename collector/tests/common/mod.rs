@@ -1,5 +1,8 @@
 //! Fixture helpers shared by the integration tests.
 
+// Each test crate uses only some of them.
+#![allow(dead_code)]
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -12,7 +15,12 @@ pub fn raw_fixture() -> PathBuf {
 
 /// The fixture's header page and every event format, with its system.
 pub fn raw_formats() -> (HeaderPage, Vec<EventFormat>) {
-    let formats = raw_fixture().join("formats");
+    formats_in(&raw_fixture())
+}
+
+/// `dir/formats/header_page` and every `dir/formats/<system>/<event>.format`.
+pub fn formats_in(dir: &Path) -> (HeaderPage, Vec<EventFormat>) {
+    let formats = dir.join("formats");
     let header = HeaderPage::parse(&fs::read_to_string(formats.join("header_page")).expect("header_page"))
         .expect("header_page parses");
     let mut list = Vec::new();
