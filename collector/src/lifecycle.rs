@@ -313,6 +313,7 @@ pub fn record(state_dir: &StateDir, id: &str, ready_fd: Option<i32>) -> Result<S
         bytes: recorded.stream.bytes,
         records: recorded.stream.records,
         quenched: recorded.quenched,
+        restored: recorded.restored,
         ended: Some(recorded.ended),
         layouts_cached: recorded.layouts_cached,
     };
@@ -547,6 +548,12 @@ fn merge(into: &mut Analysis, other: &Analysis) {
     into.events.total += other.events.total;
     into.events.in_window += other.events.in_window;
     into.events.syscalls_in_window += other.events.syscalls_in_window;
+    into.events.excluded += other.events.excluded;
+    into.episodes.extend(other.episodes.iter().cloned());
+    into.episodes.sort_by_key(|e| e.start_ns);
+    for (comm, n) in &other.other_tracers {
+        *into.other_tracers.entry(comm.clone()).or_default() += n;
+    }
 }
 
 /// Everything a finished recording needs to become files.
@@ -580,6 +587,20 @@ pub fn write_outcome(state_dir: &StateDir, recording: &Recording, o: Outcome) ->
     if o.stream.malformed > 0 {
         reasons.push(format!("{} trace records could not be decoded", o.stream.malformed));
     }
+    for e in o.analysis.episodes.iter().filter(|e| e.late_stops > 0) {
+        reasons.push(format!(
+            "the checkpoint by {} (pid {}) stopped the container's tasks again after it was taken as over; calls counted in between may be CRIU's",
+            e.tracer_comm, e.tracer_pid
+        ));
+    }
+    if !o.analysis.episodes.is_empty() {
+        tracing::info!(
+            id = %id,
+            episodes = o.analysis.episodes.len(),
+            excluded = o.analysis.events.excluded,
+            "checkpoint episodes: CRIU's calls kept out of the profile"
+        );
+    }
 
     let names: BTreeSet<String> = o.analysis.syscalls.keys().cloned().collect();
     let profile = seccomp::build(&names)?;
@@ -606,6 +627,7 @@ pub fn write_outcome(state_dir: &StateDir, recording: &Recording, o: Outcome) ->
         kernel_release: recording.kernel_release.clone(),
         started_unix: recording.started_unix,
         finished_unix: unix_now(),
+        trace_clock_unix: trace_clock_unix(),
     };
     state_dir.write_json(id, SUMMARY_FILE, &summary)?;
     if summary.complete {
@@ -695,6 +717,14 @@ fn age(path: &Path) -> Option<Duration> {
     let meta = std::fs::metadata(path).ok()?;
     let changed = UNIX_EPOCH + Duration::from_secs(u64::try_from(std::os::unix::fs::MetadataExt::ctime(&meta)).ok()?);
     SystemTime::now().duration_since(changed).ok()
+}
+
+/// Unix time at trace-clock zero: now less /proc/uptime (the `local`
+/// trace clock was measured to run with it).
+fn trace_clock_unix() -> Option<f64> {
+    let uptime: f64 = std::fs::read_to_string("/proc/uptime").ok()?.split_whitespace().next()?.parse().ok()?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs_f64();
+    Some(now - uptime)
 }
 
 fn unix_now() -> u64 {

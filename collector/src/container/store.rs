@@ -100,6 +100,11 @@ pub struct Summary {
     pub kernel_release: String,
     pub started_unix: u64,
     pub finished_unix: u64,
+    /// Unix time at trace-clock zero, taken when the summary was written
+    /// (the trace clock, `local`, runs with /proc/uptime): dates the
+    /// checkpoint episodes.
+    #[serde(default)]
+    pub trace_clock_unix: Option<f64>,
 }
 
 /// Who wrote the final profile.
@@ -125,6 +130,9 @@ pub struct RecorderStats {
     pub records: u64,
     /// Events switched off after their syscall was seen (profile mode).
     pub quenched: usize,
+    /// Events switched back on: only CRIU had made their call.
+    #[serde(default)]
+    pub restored: usize,
     pub ended: Option<crate::record::recorder::Ended>,
     /// The event layouts came from the per-boot cache, not 730 tracefs reads.
     #[serde(default)]

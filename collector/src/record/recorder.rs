@@ -77,6 +77,8 @@ pub struct Recorded {
     pub per_cpu: Vec<CpuStats>,
     /// Events switched off after being seen.
     pub quenched: usize,
+    /// Events switched back on after a checkpoint episode.
+    pub restored: usize,
     pub ended: Ended,
     /// Syscalls of the native table with no enter event on this kernel.
     pub no_event_syscalls: Vec<String>,
@@ -146,6 +148,7 @@ fn read_until_done(
     };
 
     let mut quenched = 0usize;
+    let mut restored = 0usize;
     let mut last_save = Instant::now();
     let timeout = PollTimeout::try_from(opts.poll.as_millis().min(10_000) as i32).unwrap_or(PollTimeout::ZERO);
     let mut more = false;
@@ -164,7 +167,9 @@ fn read_until_done(
         // Bounded rounds: quench and save between them even when the
         // workload writes as fast as we read.
         more = stream.round(false, PAGES_PER_ROUND, |r| push(&mut agg, r))?;
-        quenched += quench(inst, &stream, &mut agg, opts.mode);
+        let (off, on) = quench(inst, &stream, &mut agg, opts.mode);
+        quenched += off;
+        restored += on;
         if last_save.elapsed() >= opts.save_every {
             save(&snapshot(&agg, &stream, quenched));
             last_save = Instant::now();
@@ -181,24 +186,45 @@ fn read_until_done(
     let per_cpu = inst.cpu_stats().unwrap_or_default();
     let stats = stream.stats().clone();
     let (window, analysis) = agg.finish();
-    Ok(Recorded { window, analysis, stream: stats, per_cpu, quenched, ended, no_event_syscalls: Vec::new(), layouts_cached: false })
+    if restored > 0 {
+        tracing::info!(restored, "events switched back on after checkpoint episodes");
+    }
+    Ok(Recorded {
+        window,
+        analysis,
+        stream: stats,
+        per_cpu,
+        quenched,
+        restored,
+        ended,
+        no_event_syscalls: Vec::new(),
+        layouts_cached: false,
+    })
 }
 
-/// Switches off the enter event of every number newly seen in the window.
-fn quench(inst: &Instance, stream: &Stream, agg: &mut Aggregator, mode: Mode) -> usize {
+/// Switches off the enter event of every number newly seen in the window,
+/// and back on those switched off for a call that turned out to be CRIU's
+/// (a checkpoint episode). Returns how many went off and on.
+fn quench(inst: &Instance, stream: &Stream, agg: &mut Aggregator, mode: Mode) -> (usize, usize) {
     let fresh = agg.take_new();
+    let restored = agg.take_restored();
     if mode != Mode::Profile {
-        return 0;
+        return (0, 0);
     }
-    let mut n = 0;
-    for nr in fresh {
-        let Some(ev) = stream.enter_event_for(nr) else { continue };
-        match inst.set_event(&ev.system, &ev.name, false) {
-            Ok(()) => n += 1,
-            Err(e) => tracing::debug!(event = %ev.name, error = %e, "could not switch event off"),
+    let switch = |numbers: Vec<i64>, on: bool| {
+        let mut n = 0;
+        for nr in numbers {
+            let Some(ev) = stream.enter_event_for(nr) else { continue };
+            match inst.set_event(&ev.system, &ev.name, on) {
+                Ok(()) => n += 1,
+                // Off is an optimisation; on again is needed not to miss calls.
+                Err(e) if on => tracing::warn!(event = %ev.name, error = %e, "could not switch event back on"),
+                Err(e) => tracing::debug!(event = %ev.name, error = %e, "could not switch event off"),
+            }
         }
-    }
-    n
+        n
+    };
+    (switch(fresh, false), switch(restored, true))
 }
 
 fn snapshot(agg: &Aggregator, stream: &Stream, quenched: usize) -> Snapshot {
