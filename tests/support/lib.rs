@@ -41,6 +41,25 @@ pub fn prerequisites(need_podman: bool) -> bool {
             missing.push("/bin/busybox (busybox-static)".into());
         }
     }
+    report_missing(missing)
+}
+
+/// [`prerequisites`] with podman, plus what `podman container checkpoint`
+/// needs: CRIU 4.x (scripts/setup.sh installs it).
+pub fn checkpoint_prerequisites() -> bool {
+    if !prerequisites(true) {
+        return false;
+    }
+    let criu = Command::new("criu").arg("--version").output();
+    let version = criu.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    let major = version.lines().find_map(|l| l.trim().strip_prefix("Version: ")?.split('.').next()?.parse::<u32>().ok());
+    let ok = major.is_some_and(|m| m >= 4);
+    report_missing(if ok { Vec::new() } else { vec!["criu 4.x (run scripts/setup.sh)".to_string()] })
+}
+
+/// True when nothing is missing; otherwise says what (a skip locally, a
+/// panic under `CI=true`).
+fn report_missing(missing: Vec<String>) -> bool {
     if missing.is_empty() {
         return true;
     }
