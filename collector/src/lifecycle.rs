@@ -535,6 +535,7 @@ fn merge(into: &mut Analysis, other: &Analysis) {
         }
         q.exe = q.exe.clone().or_else(|| p.exe.clone());
         q.parent = q.parent.or(p.parent);
+        q.ns_pid = q.ns_pid.or(p.ns_pid);
         for (k, v) in &p.syscalls {
             *q.syscalls.entry(k.clone()).or_default() += v;
         }

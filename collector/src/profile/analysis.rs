@@ -53,6 +53,17 @@ pub struct Analysis {
     pub other_tracers: BTreeMap<String, u64>,
 }
 
+impl Analysis {
+    /// Fills in each process's container pid from `map` (host → container).
+    pub fn set_ns_pids(&mut self, map: &BTreeMap<i32, i32>) {
+        for (tgid, p) in self.processes.iter_mut() {
+            if let Some(ns) = map.get(tgid) {
+                p.ns_pid = Some(*ns);
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventCounts {
     /// Records seen in the whole trace.
@@ -75,6 +86,10 @@ pub struct Process {
     pub exe: Option<String>,
     /// Host pid of the process that forked it, if the fork was traced.
     pub parent: Option<i32>,
+    /// Its pid inside the container's PID namespace (what a checkpoint
+    /// calls it), when the recorder could ask while it lived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ns_pid: Option<i32>,
     pub syscalls: BTreeMap<String, u64>,
     pub unnamed: BTreeMap<i64, u64>,
     pub total: u64,
@@ -241,6 +256,17 @@ impl Aggregator {
     /// [`Aggregator::take_new`]: a number may be in both.)
     pub fn take_restored(&mut self) -> Vec<i64> {
         std::mem::take(&mut self.restored)
+    }
+
+    /// Whether a record not pushed yet will be counted in the window when
+    /// it is: the window is open, its task is under the filter already (a
+    /// task forked in the meantime is not known yet: false, not wrong), and
+    /// not in a checkpoint episode. Records come in time order, so a later
+    /// one is inside the window.
+    pub fn will_count(&self, r: &Record) -> bool {
+        matches!(self.phase, Phase::Open)
+            && self.filtered.as_ref().is_none_or(|set| set.contains(&r.pid))
+            && !self.episodes.in_episode(r.pid)
     }
 
     /// The aggregate so far (for periodic saves).
@@ -550,6 +576,21 @@ mod tests {
         assert_eq!(a.processes.keys().copied().collect::<Vec<_>>(), [10]);
         assert_eq!(a.processes[&10].syscalls["futex"], 1);
         assert_eq!(a.errors["futex"]["EAGAIN"], 1);
+    }
+
+    #[test]
+    fn will_count_only_in_an_open_window_and_under_the_filter() {
+        let install = Event::SysEnter { nr: Sysno::prctl.id().into(), args: [22, 2, 0, 0, 0, 0] };
+        let mut agg = Aggregator::new(10);
+        agg.push(&rec(10, 10, Event::Fork { parent_pid: 10, child_pid: 20, child_comm: "old".into() }));
+        let read = |pid| sys(pid, pid, Sysno::read.id().into());
+        assert!(!agg.will_count(&read(10)), "before the install");
+        agg.push(&rec(10, 10, install));
+        assert!(agg.will_count(&read(10)));
+        assert!(!agg.will_count(&read(20)), "forked before the install");
+        assert!(!agg.will_count(&read(30)), "not forked yet");
+        agg.push(&rec(10, 10, Event::Fork { parent_pid: 10, child_pid: 30, child_comm: "new".into() }));
+        assert!(agg.will_count(&read(30)));
     }
 
     #[test]

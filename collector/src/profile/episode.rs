@@ -291,6 +291,11 @@ impl Tracker {
         true
     }
 
+    /// Whether task `pid` is in an open episode (its calls are held).
+    pub fn in_episode(&self, pid: i32) -> bool {
+        self.member_of.contains_key(&pid)
+    }
+
     /// Whether some task still holds a call of `nr`.
     pub fn holds(&self, nr: i64) -> bool {
         self.member_of

@@ -8,6 +8,7 @@
 
 pub mod cgroup;
 pub mod layouts;
+pub mod nspid;
 pub mod recorder;
 pub mod stream;
 

@@ -4,6 +4,7 @@
 //! exits (a pidfd, so no poststop is needed: CRI-O runs poststop only when
 //! a container is removed).
 
+use std::collections::BTreeSet;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use serde::{Deserialize, Serialize};
 
 use super::layouts;
+use super::nspid::NsPids;
 use super::stream::{Stream, StreamStats};
 use super::{enable_syscalls, syscalls_without_event, tune, Mode, Result, DECODED_SYSTEMS};
 use crate::trace::Event;
@@ -138,6 +140,8 @@ fn read_until_done(
     mut save: impl FnMut(&Snapshot),
 ) -> Result<Recorded> {
     let mut agg = Aggregator::new(init_pid).with_runtime(opts.runtime_comm.as_deref());
+    let mut ns_pids = NsPids::new(init_pid);
+    ns_pids.learn([init_pid]);
     // Profile mode keeps no exit events (the few recorded before tune()
     // switched them off would give a partial error count).
     let profile = opts.mode == Mode::Profile;
@@ -149,6 +153,7 @@ fn read_until_done(
 
     let mut quenched = 0usize;
     let mut restored = 0usize;
+    let mut off = BTreeSet::new();
     let mut last_save = Instant::now();
     let timeout = PollTimeout::try_from(opts.poll.as_millis().min(10_000) as i32).unwrap_or(PollTimeout::ZERO);
     let mut more = false;
@@ -167,11 +172,12 @@ fn read_until_done(
         // Bounded rounds: quench and save between them even when the
         // workload writes as fast as we read.
         more = stream.round(false, PAGES_PER_ROUND, |r| push(&mut agg, r))?;
-        let (off, on) = quench(inst, &stream, &mut agg, opts.mode);
-        quenched += off;
-        restored += on;
+        let (went_off, went_on) = quench(inst, &stream, &mut agg, opts.mode, &mut off);
+        quenched += went_off;
+        restored += went_on;
+        ns_pids.learn(agg.analysis().processes.keys().copied());
         if last_save.elapsed() >= opts.save_every {
-            save(&snapshot(&agg, &stream, quenched));
+            save(&snapshot(&agg, &stream, quenched, &ns_pids));
             last_save = Instant::now();
         }
     };
@@ -185,7 +191,8 @@ fn read_until_done(
     }
     let per_cpu = inst.cpu_stats().unwrap_or_default();
     let stats = stream.stats().clone();
-    let (window, analysis) = agg.finish();
+    let (window, mut analysis) = agg.finish();
+    analysis.set_ns_pids(ns_pids.all());
     if restored > 0 {
         tracing::info!(restored, "events switched back on after checkpoint episodes");
     }
@@ -204,33 +211,64 @@ fn read_until_done(
 
 /// Switches off the enter event of every number newly seen in the window,
 /// and back on those switched off for a call that turned out to be CRIU's
-/// (a checkpoint episode). Returns how many went off and on.
-fn quench(inst: &Instance, stream: &Stream, agg: &mut Aggregator, mode: Mode) -> (usize, usize) {
+/// (a checkpoint episode). Numbers in records still held for time ordering
+/// (up to 10 ms of the newest data) that will certainly count go off at
+/// once too: waiting for them to settle lets a busy workload fill the
+/// buffer meanwhile. `off` holds the numbers that are off. Returns how
+/// many went off and on.
+fn quench(inst: &Instance, stream: &Stream, agg: &mut Aggregator, mode: Mode, off: &mut BTreeSet<i64>) -> (usize, usize) {
     let fresh = agg.take_new();
     let restored = agg.take_restored();
     if mode != Mode::Profile {
         return (0, 0);
     }
-    let switch = |numbers: Vec<i64>, on: bool| {
-        let mut n = 0;
-        for nr in numbers {
-            let Some(ev) = stream.enter_event_for(nr) else { continue };
-            match inst.set_event(&ev.system, &ev.name, on) {
-                Ok(()) => n += 1,
-                // Off is an optimisation; on again is needed not to miss calls.
-                Err(e) if on => tracing::warn!(event = %ev.name, error = %e, "could not switch event back on"),
-                Err(e) => tracing::debug!(event = %ev.name, error = %e, "could not switch event off"),
+    // A task stopped in the held records may be in a checkpoint: its
+    // calls wait for the aggregator.
+    let mut stopped = BTreeSet::new();
+    let mut early = Vec::new();
+    for r in stream.unsettled() {
+        match r.event {
+            Event::Signal { .. } => {
+                stopped.insert(r.pid);
             }
+            Event::SysEnter { nr, .. } if !stopped.contains(&r.pid) && agg.will_count(r) => early.push(nr),
+            _ => {}
         }
-        n
-    };
-    (switch(fresh, false), switch(restored, true))
+    }
+    let wanted: BTreeSet<i64> = fresh.into_iter().chain(early).filter(|nr| !off.contains(nr)).collect();
+    let mut went_off = 0;
+    for nr in wanted {
+        let Some(ev) = stream.enter_event_for(nr) else { continue };
+        match inst.set_event(&ev.system, &ev.name, false) {
+            Ok(()) => {
+                off.insert(nr);
+                went_off += 1;
+            }
+            // Off is an optimisation.
+            Err(e) => tracing::debug!(event = %ev.name, error = %e, "could not switch event off"),
+        }
+    }
+    let mut went_on = 0;
+    for nr in restored {
+        let Some(ev) = stream.enter_event_for(nr) else { continue };
+        match inst.set_event(&ev.system, &ev.name, true) {
+            Ok(()) => {
+                off.remove(&nr);
+                went_on += 1;
+            }
+            // On again is needed not to miss calls.
+            Err(e) => tracing::warn!(event = %ev.name, error = %e, "could not switch event back on"),
+        }
+    }
+    (went_off, went_on)
 }
 
-fn snapshot(agg: &Aggregator, stream: &Stream, quenched: usize) -> Snapshot {
+fn snapshot(agg: &Aggregator, stream: &Stream, quenched: usize, ns_pids: &NsPids) -> Snapshot {
+    let mut analysis = agg.analysis().clone();
+    analysis.set_ns_pids(ns_pids.all());
     Snapshot {
         rule: agg.window().map(|w| w.rule.clone()),
-        analysis: agg.analysis().clone(),
+        analysis,
         stream: stream.stats().clone(),
         quenched,
     }

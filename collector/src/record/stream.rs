@@ -96,6 +96,11 @@ impl Stream {
         &self.stats
     }
 
+    /// Records decoded but held back until their time order is settled.
+    pub fn unsettled(&self) -> &[Record] {
+        &self.held
+    }
+
     /// The per-syscall enter event that recorded `nr`, once one has.
     pub fn enter_event_for(&self, nr: i64) -> Option<&EventName> {
         self.enter_events.get(&nr).and_then(|id| self.names.get(id))
