@@ -175,6 +175,12 @@ fn read_until_done(
         let (went_off, went_on) = quench(inst, &stream, &mut agg, opts.mode, &mut off);
         quenched += went_off;
         restored += went_on;
+        // Ask while the tasks live: held records may wait long in a quiet
+        // container, so the newest ones are asked about too.
+        ns_pids.learn(stream.unsettled().iter().flat_map(|r| match r.event {
+            Event::Fork { child_pid, .. } => [Some(r.pid), Some(child_pid)],
+            _ => [Some(r.pid), None],
+        }).flatten());
         ns_pids.learn(agg.analysis().processes.keys().copied());
         if last_save.elapsed() >= opts.save_every {
             save(&snapshot(&agg, &stream, quenched, &ns_pids));
