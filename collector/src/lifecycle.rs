@@ -57,6 +57,8 @@ pub fn wants_tracing(annotations: Option<&std::collections::HashMap<String, Stri
 pub const DEFAULT_MAX_INSTANCES: usize = 4;
 pub const RECORDER_FILE: &str = "recorder.json";
 pub const SNAPSHOT_FILE: &str = "aggregate.json";
+/// A checkpoint joined with the trace, written by poststop when one exists.
+pub const CORRELATION_FILE: &str = "correlation.json";
 
 /// Instances younger than this are never collected: their prestart may
 /// still be writing `state.json` in another state dir.
@@ -358,11 +360,19 @@ pub fn poststop(settings: &Settings, state: &State) -> Result<Option<Summary>> {
         tracing::info!(id = %id, "{why}");
         return Ok(None);
     }
+    let summary = finish(settings, &recording)?;
+    correlate_checkpoint(&settings.state_dir, &recording, &summary);
+    Ok(Some(summary))
+}
+
+/// Poststop's result: the recorder's summary, or the fallback's.
+fn finish(settings: &Settings, recording: &Recording) -> Result<Summary> {
+    let id = recording.id.as_str();
     let tfs = TraceFs::at(&recording.tracefs);
     let recorder: Option<RecorderInfo> = settings.state_dir.read_json(id, RECORDER_FILE).ok();
     let mut reason = None;
     if let Some(r) = &recorder {
-        match wait_for_result(&settings.state_dir, &recording, r, settings.finish_timeout) {
+        match wait_for_result(&settings.state_dir, recording, r, settings.finish_timeout) {
             Waited::Summary(summary) => {
                 // A live recorder is removing the instance now; poststop
                 // does not wait the grace periods that takes.
@@ -371,7 +381,7 @@ pub fn poststop(settings: &Settings, state: &State) -> Result<Option<Summary>> {
                 } else if let Some(inst) = tfs.open_instance(&recording.instance)? {
                     inst.remove()?;
                 }
-                return Ok(Some(*summary));
+                return Ok(*summary);
             }
             Waited::RecorderGone => {}
             Waited::TimedOut => {
@@ -381,18 +391,53 @@ pub fn poststop(settings: &Settings, state: &State) -> Result<Option<Summary>> {
             }
         }
     }
-    if let Some(summary) = fresh_summary(&settings.state_dir, &recording) {
+    if let Some(summary) = fresh_summary(&settings.state_dir, recording) {
         if let Some(inst) = tfs.open_instance(&recording.instance)? {
             inst.remove()?;
         }
-        return Ok(Some(summary));
+        return Ok(summary);
     }
     let reason = match (recorder, reason) {
         (_, Some(r)) => Some(r),
         (Some(r), None) => Some(format!("the recorder (pid {}) died before finishing", r.pid)),
         (None, None) => None,
     };
-    fallback(&tfs, &settings.state_dir, &recording, FinishedBy::Poststop, reason).map(Some)
+    fallback(&tfs, &settings.state_dir, recording, FinishedBy::Poststop, reason)
+}
+
+/// If a checkpoint of this container exists, joins it with the trace and
+/// writes `correlation.json`. Looked for in the directory the annotation
+/// [`crate::checkpoint::correlate::CHECKPOINT_DIR_ANNOTATION`] names, then in the kubelet's checkpoint
+/// directory by pod, namespace and container name. Only archives whose
+/// metadata carry this container's id are used. Failures are logged: the
+/// profile is written already.
+fn correlate_checkpoint(state_dir: &StateDir, recording: &Recording, summary: &Summary) {
+    use crate::checkpoint::{self, correlate};
+    let mut found = Vec::new();
+    if let Some(dir) = recording.annotations.get(correlate::CHECKPOINT_DIR_ANNOTATION) {
+        let dir = Path::new(dir);
+        if dir.is_absolute() {
+            found.extend(correlate::candidates(dir, None));
+        } else {
+            tracing::warn!(dir = %dir.display(), "checkpoint-dir annotation is not an absolute path; ignored");
+        }
+    }
+    if let Some(prefix) = correlate::kubelet_prefix(&recording.annotations) {
+        found.extend(correlate::candidates(Path::new(checkpoint::KUBELET_CHECKPOINTS), Some(&prefix)));
+    }
+    let ours = found.into_iter().find(|path| {
+        checkpoint::load(path, &checkpoint::LoadOptions::default())
+            .is_ok_and(|c| c.metadata.id.as_deref() == Some(recording.id.as_str()))
+    });
+    let Some(path) = ours else { return };
+    let result = checkpoint::load(&path, &checkpoint::LoadOptions { memory: true })
+        .map_err(|e| e.to_line())
+        .and_then(|c| correlate::correlate(summary, &c, &path).map_err(|e| e.to_string()))
+        .and_then(|c| state_dir.write_json(&recording.id, CORRELATION_FILE, &c).map_err(|e| e.to_string()));
+    match result {
+        Ok(written) => tracing::info!(id = %recording.id, checkpoint = %path.display(), report = %written.display(), "checkpoint correlated"),
+        Err(e) => tracing::warn!(id = %recording.id, checkpoint = %path.display(), error = %e, "could not correlate the checkpoint"),
+    }
 }
 
 /// How the wait for a recorder's result ended.

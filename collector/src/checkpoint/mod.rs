@@ -9,6 +9,7 @@
 //! [`model`] (what the report reads).
 
 pub mod archive;
+pub mod correlate;
 pub mod error;
 pub mod image;
 pub mod memory;

@@ -199,7 +199,7 @@ pub struct Fd {
 }
 
 /// What a descriptor refers to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum FileKind {
     Reg {

@@ -291,29 +291,29 @@ pub fn sanitize(s: &str) -> String {
 }
 
 /// A node of the text tree.
-struct Node {
+pub(crate) struct Node {
     label: String,
     children: Vec<Node>,
 }
 
 impl Node {
-    fn new(label: impl Into<String>) -> Self {
+    pub(crate) fn new(label: impl Into<String>) -> Self {
         Node {
             label: sanitize(&label.into()),
             children: Vec::new(),
         }
     }
 
-    fn leaf(mut self, label: impl Into<String>) -> Self {
+    pub(crate) fn leaf(mut self, label: impl Into<String>) -> Self {
         self.children.push(Node::new(label));
         self
     }
 
-    fn push(&mut self, n: Node) {
+    pub(crate) fn push(&mut self, n: Node) {
         self.children.push(n);
     }
 
-    fn write<W: Write>(&self, out: &mut W) -> io::Result<()> {
+    pub(crate) fn write<W: Write>(&self, out: &mut W) -> io::Result<()> {
         writeln!(out, "{}", self.label)?;
         self.write_children(out, "")
     }
@@ -362,7 +362,7 @@ fn thread_label(t: &Thread) -> String {
     )
 }
 
-fn fd_label(fd: u32, kind: &FileKind) -> String {
+pub(crate) fn fd_label(fd: u32, kind: &FileKind) -> String {
     match kind {
         FileKind::Reg { path, pos, .. } => format!("fd {fd}: {path} (pos {pos})"),
         FileKind::Pipe { pipe_id } => format!("fd {fd}: pipe:[{pipe_id}]"),
@@ -458,7 +458,7 @@ fn micros(us: u32) -> String {
     format!("{:.3} ms", us as f64 / 1000.0)
 }
 
-fn wrap_names<'a>(names: impl Iterator<Item = &'a String>, width: usize) -> Vec<String> {
+pub(crate) fn wrap_names<'a>(names: impl Iterator<Item = &'a String>, width: usize) -> Vec<String> {
     let mut lines = Vec::new();
     let mut cur = String::new();
     for name in names {

@@ -4,6 +4,7 @@
 //! elsewhere and never computes results of its own.
 
 pub mod checkpoint;
+pub mod correlate;
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};

@@ -1,11 +1,16 @@
-//! `collector report <id>`: what a traced container did, and its profile.
+//! `collector report <id>`: what a traced container did, and its profile;
+//! with `--checkpoint`, joined with a checkpoint of the same container.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
+use collector::checkpoint::correlate::{correlate, Correlation};
 use collector::container::store::{STATE_FILE, SUMMARY_FILE};
 use collector::container::{Recording, StateDir, Summary, DEFAULT_STATE_DIR};
-use collector::report::{print_summary, Format};
+use collector::lifecycle::CORRELATION_FILE;
+use collector::report::correlate::write_correlation;
+use collector::report::{write_summary, Format};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -14,7 +19,14 @@ pub struct Args {
     /// The hook's state directory.
     #[arg(long, default_value = DEFAULT_STATE_DIR)]
     state_dir: PathBuf,
-    /// Print JSON instead of a table.
+    /// A checkpoint of this container (kubelet/CRI-O tar, Podman export, or
+    /// an extracted directory): map its processes to the traced ones and
+    /// compare its seccomp filter with the calls used. Without it, the
+    /// correlation poststop wrote (if it found a checkpoint) is shown.
+    #[arg(long, value_name = "ARCHIVE")]
+    checkpoint: Option<PathBuf>,
+    /// Print JSON instead of a table (the summary's fields, plus
+    /// `correlation` when there is one).
     #[arg(long)]
     json: bool,
 }
@@ -35,6 +47,32 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         other => other?,
     };
-    print_summary(&summary, if args.json { Format::Json } else { Format::Table })?;
+    let correlation: Option<Correlation> = match &args.checkpoint {
+        Some(path) => {
+            let opts = collector::checkpoint::LoadOptions { memory: true };
+            let ckpt = collector::checkpoint::load(path, &opts).map_err(|e| anyhow::anyhow!(e.to_line()))?;
+            Some(correlate(&summary, &ckpt, path)?)
+        }
+        None => dir.read_json(&id, CORRELATION_FILE).ok(),
+    };
+
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if args.json {
+        let mut value = serde_json::to_value(&summary).context("summary to JSON")?;
+        if let (Some(c), Some(obj)) = (&correlation, value.as_object_mut()) {
+            obj.insert("correlation".into(), serde_json::to_value(c).context("correlation to JSON")?);
+        }
+        serde_json::to_writer_pretty(&mut out, &value)?;
+        use std::io::Write;
+        writeln!(out)?;
+    } else {
+        write_summary(&mut out, &summary, Format::Table)?;
+        if let Some(c) = &correlation {
+            use std::io::Write;
+            writeln!(out)?;
+            write_correlation(&mut out, c, Format::Table)?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
