@@ -176,7 +176,13 @@ impl Env {
 
     /// A detached, traced container; removed when the guard is dropped.
     pub fn start_traced(&self, script: &str) -> Container {
-        let run = self.podman_run(&["-d"], &[TRACE_ANNOTATION], None, script);
+        self.start_traced_with(&[], script)
+    }
+
+    /// [`Env::start_traced`] with extra annotations.
+    pub fn start_traced_with(&self, extra: &[&str], script: &str) -> Container {
+        let annotations: Vec<&str> = std::iter::once(TRACE_ANNOTATION).chain(extra.iter().copied()).collect();
+        let run = self.podman_run(&["-d"], &annotations, None, script);
         assert!(run.ok(), "podman run -d: {}", run.stderr());
         assert!(!run.id.is_empty(), "no container id");
         Container(run.id)
