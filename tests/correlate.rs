@@ -25,7 +25,9 @@ fn poststop_correlates_the_containers_own_checkpoint() {
     let stop = env.rootfs().join("stop");
     let _ = std::fs::remove_file(&stop);
     let annotation = format!("oci-ftrace-syscall-analyzer/checkpoint-dir={}", ckpts.display());
-    let container = env.start_traced_with(&[annotation.as_str()], WORKLOAD);
+    // Full mode: every call is recorded, so each process's list is whole
+    // (profile mode lists a call under the process that made it first).
+    let container = env.start_traced_with(&[annotation.as_str(), "oci-ftrace-syscall-analyzer/mode=full"], WORKLOAD);
     let id = container.0.clone();
     std::thread::sleep(Duration::from_millis(1500));
     let out = podman()

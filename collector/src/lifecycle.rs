@@ -648,7 +648,13 @@ pub fn write_outcome(state_dir: &StateDir, recording: &Recording, o: Outcome) ->
         );
     }
 
-    let names: BTreeSet<String> = o.analysis.syscalls.keys().cloned().collect();
+    let mut names: BTreeSet<String> = o.analysis.syscalls.keys().cloned().collect();
+    let runtime_allowance: Vec<String> = crate::profile::window::runtime_allowance(recording.runtime_comm.as_deref())
+        .iter()
+        .filter(|n| !names.contains(**n))
+        .map(|n| n.to_string())
+        .collect();
+    names.extend(runtime_allowance.iter().cloned());
     let profile = seccomp::build(&names)?;
     let profile_path = state_dir.container_dir(id)?.join(PROFILE_FILE);
     store::write_atomic(&profile_path, seccomp::to_json(&profile)?.as_bytes())?;
@@ -668,6 +674,7 @@ pub fn write_outcome(state_dir: &StateDir, recording: &Recording, o: Outcome) ->
         analysis: o.analysis,
         recorder: o.recorder,
         no_event_syscalls: o.no_event_syscalls,
+        runtime_allowance,
         profile: profile_path,
         arch: recording.arch.clone(),
         kernel_release: recording.kernel_release.clone(),

@@ -117,6 +117,12 @@ pub fn correlate(summary: &Summary, ckpt: &Checkpoint, archive: &Path) -> Result
         Some(_) => {}
         None => notes.push("the archive names no container id; it is taken to be this container's".to_string()),
     }
+    if summary.mode == crate::record::Mode::Profile {
+        notes.push(
+            "profile mode records each syscall until it is first seen: a process's list holds the calls it made first (full mode lists every call)"
+                .into(),
+        );
+    }
     let traced = &summary.analysis.processes;
     if traced.values().all(|p| p.ns_pid.is_none()) && !traced.is_empty() {
         notes.push("the trace has no container pids (recorded by an older recorder): processes are matched by comm".into());
@@ -338,6 +344,7 @@ mod tests {
             finished_by: None,
             recorder: None,
             no_event_syscalls: vec![],
+            runtime_allowance: vec![],
             rule: Rule::FirstEvent,
             rule_text: String::new(),
             complete: true,

@@ -95,6 +95,10 @@ pub struct Summary {
     /// cannot see them).
     #[serde(default)]
     pub no_event_syscalls: Vec<String>,
+    /// Calls the profile allows for the runtime's own start-up although
+    /// they were not seen this time (see `profile::window::RUNTIME_ALLOWANCE`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runtime_allowance: Vec<String>,
     pub profile: PathBuf,
     pub arch: String,
     pub kernel_release: String,

@@ -45,6 +45,25 @@ pub const RUNTIME_MARKERS: &[RuntimeMarker] = &[
     RuntimeMarker { runtime: "crun", syscall: Sysno::umask, arg0: None, describe: "umask" },
 ];
 
+/// Calls a runtime's own code may or may not make between installing the
+/// filter and exec'ing the workload, from run to run. runc is Go: its
+/// scheduler can park or wake the init thread (`futex`), back off
+/// (`nanosleep`, `sched_yield`) or preempt it with a signal (`rt_sigreturn`)
+/// at any point, and a run that happened not to do so must not give a
+/// profile that makes the next start fail. They are allowed whether seen
+/// or not, and the summary says which were added unseen. (Seen here: a
+/// confined runc run without `futex` and an unconfined one with it.)
+pub const RUNTIME_ALLOWANCE: &[(&str, &[&str])] = &[("runc", &["futex", "nanosleep", "sched_yield", "rt_sigreturn"])];
+
+/// The calls [`RUNTIME_ALLOWANCE`] adds for the runtime whose name starts
+/// the init task's comm (none for an unknown runtime).
+pub fn runtime_allowance(comm: Option<&str>) -> &'static [&'static str] {
+    known_runtime(comm)
+        .and_then(|r| RUNTIME_ALLOWANCE.iter().find(|(name, _)| *name == r))
+        .map(|(_, calls)| *calls)
+        .unwrap_or(&[])
+}
+
 /// Which rule opened the window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -108,6 +127,13 @@ pub fn runtime_marker(nr: i64, args: &[u64; 6], runtime: Option<&str>) -> Option
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_runc_gets_an_allowance() {
+        assert!(runtime_allowance(Some("runc:[2:INIT]")).contains(&"futex"));
+        assert!(runtime_allowance(Some("crun")).is_empty());
+        assert!(runtime_allowance(None).is_empty());
+    }
     use crate::profile::analyze;
     use crate::trace::{Event, Record};
 

@@ -54,6 +54,13 @@ fn write_summary_table<W: Write>(out: &mut W, s: &Summary) -> io::Result<()> {
     for reason in &s.incomplete_reasons {
         writeln!(out, "  warning:  {reason}")?;
     }
+    if !s.runtime_allowance.is_empty() {
+        writeln!(
+            out,
+            "  also allowed, unseen this run: {} (the runtime's own start-up may make them)",
+            s.runtime_allowance.join(" ")
+        )?;
+    }
     let excluded = if a.events.excluded > 0 { format!(", {} excluded (checkpoints)", a.events.excluded) } else { String::new() };
     writeln!(
         out,
@@ -232,6 +239,7 @@ mod tests {
             finished_by: Some(crate::container::store::FinishedBy::Recorder),
             recorder: None,
             no_event_syscalls: vec![],
+            runtime_allowance: vec![],
             rule: Rule::FirstEvent,
             rule_text: Rule::FirstEvent.describe(),
             complete: false,
