@@ -40,6 +40,7 @@ uninstall:
 	      $(DESTDIR)$(HOOKS_DIR)/oci-ftrace-syscall-analyzer-poststop.json \
 	      $(DESTDIR)$(LIBEXEC)/oci-ftrace-hook $(DESTDIR)$(PREFIX)/bin/collector
 	[ -z "$(PODMAN_DROPIN)" ] || rm -f $(DESTDIR)$(PODMAN_DROPIN)
+	rm -rf $(DESTDIR)/run/oci-ftrace-syscall-analyzer
 
 demo: setup install
 	bash scripts/demo.sh

@@ -297,7 +297,7 @@ pub fn record(state_dir: &StateDir, id: &str, ready_fd: Option<i32>) -> Result<S
     let opts = Options {
         mode: recording.mode,
         runtime_comm: recording.runtime_comm.clone(),
-        layout_cache: Some(state_dir.root().join(record::layouts::CACHE_DIR)),
+        layout_cache: Some(PathBuf::from(record::layouts::CACHE_DIR)),
         ..Options::default()
     };
     // On an error the instance stays: poststop reads what is left once it

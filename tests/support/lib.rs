@@ -235,8 +235,6 @@ impl Env {
                 d.filter_map(|e| e.ok())
                     .filter(|e| e.path().is_dir())
                     .filter_map(|e| e.file_name().into_string().ok())
-                    // `@layouts` is the recorders' cache, not a container.
-                    .filter(|n| !n.starts_with('@'))
                     .collect()
             })
             .unwrap_or_default();

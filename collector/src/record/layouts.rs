@@ -1,11 +1,13 @@
 //! The event layouts a recorder decodes with, cached once per boot.
 //!
 //! Reading `events/header_page` and 730 `format` files from tracefs is most
-//! of a recorder's start-up (about 20 ms here), and the container waits for
-//! it. Event ids and layouts of built-in events do not change while the
-//! kernel runs, so the texts are saved under the state dir, keyed by
+//! of a recorder's start-up (about 20 ms here, over a second under an
+//! emulator), and the container waits for it. Event ids and layouts of
+//! built-in events do not change while the kernel runs, so the texts are
+//! saved in [`CACHE_DIR`] (under `/run`, which a boot empties), keyed by
 //! `/proc/sys/kernel/random/boot_id`, and later recorders parse them from
-//! one file. A missing, unreadable or foreign cache is simply rebuilt.
+//! one file, whatever their state dir. A missing, unreadable or foreign
+//! cache is simply rebuilt.
 
 use std::path::{Path, PathBuf};
 
@@ -15,9 +17,8 @@ use crate::container::store::write_atomic;
 use crate::trace::format::{EventFormat, HeaderPage};
 use crate::tracefs::Instance;
 
-/// The cache directory inside the state dir. `@` cannot occur in a
-/// container id, so no container's directory can be this one.
-pub const CACHE_DIR: &str = "@layouts";
+/// Where the cache lives: the product's own directory under `/run`.
+pub const CACHE_DIR: &str = "/run/oci-ftrace-syscall-analyzer/layouts";
 
 const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
 
