@@ -50,6 +50,28 @@ if run --security-opt seccomp="$PROFILE" --rootfs "$ROOTFS" sh -c 'mkdir /tmp/x'
 fi
 
 echo
+echo "== 6. a checkpoint of a traced container, next to its trace"
+# PID 1 waits for a shell that waits for a sleep. The container is
+# checkpointed while it runs (CRIU's own calls stay out of the profile),
+# then stopped; poststop finds the archive in the annotated directory.
+mkdir -p "$WORK/checkpoints"
+NAME=ofsa-demo-$$
+run -d --name "$NAME" --cidfile "$WORK/cid2" \
+    --annotation oci-ftrace-syscall-analyzer/trace=true \
+    --annotation oci-ftrace-syscall-analyzer/checkpoint-dir="$WORK/checkpoints" \
+    --rootfs "$ROOTFS" sh -c 'sh -c "sleep 100000; :" & while :; do sleep 0.2; done' > /dev/null
+ID2=$(cat "$WORK/cid2")
+sleep 1
+podman container checkpoint --leave-running --export="$WORK/checkpoints/$NAME.tar.zst" "$NAME" > /dev/null
+podman stop -t 0 "$NAME" > /dev/null
+for _ in $(seq 100); do
+    [ -s "$STATE_DIR/$ID2/correlation.json" ] && break
+    sleep 0.1
+done
+"$COLLECTOR" report "${ID2:0:12}" --state-dir "$STATE_DIR" | sed -n '/^checkpoints/,/^$/p;/^Checkpoint /,$p' | cut -c1-120 | head -60
+
+echo
+sleep 0.5 # the recorders remove their instances right after their summaries
 left=$(ls /sys/kernel/tracing/instances | grep -c '^oci_ftrace_' || true)
 echo "== trace instances left behind: $left"
 [ "$left" = 0 ]

@@ -30,6 +30,9 @@ pub enum Error {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Correlation {
     pub container: String,
+    /// The recording mode of the trace.
+    #[serde(default)]
+    pub mode: crate::record::Mode,
     pub archive: PathBuf,
     /// When the engine says it checkpointed (config.dump), if it says.
     pub checkpointed: Option<String>,
@@ -201,6 +204,7 @@ pub fn correlate(summary: &Summary, ckpt: &Checkpoint, archive: &Path) -> Result
     };
     Ok(Correlation {
         container: summary.id.clone(),
+        mode: summary.mode,
         archive: archive.to_path_buf(),
         checkpointed: ckpt.metadata.checkpointed.clone(),
         dump_uptime_s,

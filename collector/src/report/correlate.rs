@@ -37,7 +37,7 @@ fn write_tree<W: Write>(out: &mut W, c: &Correlation) -> io::Result<()> {
         c.unmatched_traced
     ));
     for p in &c.processes {
-        procs.push(process_node(p));
+        procs.push(process_node(p, c.mode));
     }
     root.push(procs);
 
@@ -64,9 +64,11 @@ fn write_tree<W: Write>(out: &mut W, c: &Correlation) -> io::Result<()> {
     root.write(out)
 }
 
-fn process_node(p: &ProcessView) -> Node {
-    let host = match (p.host_pid, p.matched_by.as_deref()) {
-        (Some(h), Some(how)) => format!("host pid {h}, by {how}"),
+fn process_node(p: &ProcessView, mode: crate::record::Mode) -> Node {
+    let host = match (p.host_pid, p.matched_by.as_deref(), mode) {
+        (Some(h), Some(how), _) => format!("host pid {h}, by {how}"),
+        // A process that made only calls seen before leaves no record.
+        (_, _, crate::record::Mode::Profile) => "no call of its own recorded".to_string(),
         _ => "not in the trace".to_string(),
     };
     let mut n = Node::new(format!("[{}] {} ({}; {host})", p.pid, p.comm, p.state));
@@ -111,6 +113,7 @@ mod tests {
     fn the_tree_names_each_process_its_blocked_call_sockets_and_the_surface() {
         let c = Correlation {
             container: "abc".into(),
+            mode: crate::record::Mode::Profile,
             archive: "/a.tar".into(),
             checkpointed: Some("2026-11-22T21:00:00Z".into()),
             dump_uptime_s: Some(12.0),
