@@ -99,6 +99,11 @@ pub struct Settings {
     pub collector: Option<PathBuf>,
     /// How long prestart waits for the recorder to be ready.
     pub ready_timeout: Duration,
+    /// When set, prestart waits for the recorder until this instant instead
+    /// of `ready_timeout`: the hook sets it just inside its own time limit,
+    /// so a slow machine (measured: a debug recorder under an emulator
+    /// needs 1-3 s) gets all of it instead of a fixed second.
+    pub ready_deadline: Option<Instant>,
     /// How long poststop waits for the recorder to finish.
     pub finish_timeout: Duration,
 }
@@ -113,6 +118,7 @@ impl Settings {
             // Under the hook's own 2 s watchdog, so a slow recorder start
             // ends in "untraced, logged", not in a killed hook.
             ready_timeout: Duration::from_secs(1),
+            ready_deadline: None,
             finish_timeout: Duration::from_secs(30),
         }
     }
@@ -181,10 +187,22 @@ pub fn prestart(settings: &Settings, state: &State) -> Result<Recording> {
     let inst = record::arm(&tfs, &name, &[pid], record::buffer_size_kb(mode, settings.buffer_size_kb), mode)?;
     tracing::info!(id = %id, pid, instance = %name, ?mode, "armed");
 
-    let started = match &settings.collector {
-        Some(collector) => match start_recorder(collector, &settings.state_dir, &id, settings.ready_timeout) {
-            Ok(rpid) => {
+    let wait = settings.ready_deadline.map_or(settings.ready_timeout, |d| d.saturating_duration_since(Instant::now()));
+    // Without a ready recorder the hook switches the syscall events on
+    // itself: the container's calls reach the ring buffer either way.
+    let late = match &settings.collector {
+        Some(collector) => match start_recorder(collector, &settings.state_dir, &id, wait) {
+            Ok(Started::Ready(rpid)) => {
                 tracing::info!(id = %id, recorder = rpid, "recorder ready");
+                return Ok(recording);
+            }
+            Ok(Started::Late(rpid)) => {
+                tracing::warn!(
+                    id = %id,
+                    recorder = rpid,
+                    "recorder not ready within {} ms; syscall events switched on without it (it reads them once it is up)",
+                    wait.as_millis()
+                );
                 true
             }
             Err(e) => {
@@ -194,16 +212,64 @@ pub fn prestart(settings: &Settings, state: &State) -> Result<Recording> {
         },
         None => false,
     };
-    if !started {
-        record::enable_syscalls(&inst)?;
+    record::enable_syscalls(&inst)?;
+    // A late recorder switches the exit events off itself once it is up;
+    // 360 writes (plus listing the events) would make a late start later.
+    if !late {
         record::tune(&inst, mode, &inst.event_names("syscalls")?)?;
     }
     Ok(recording)
 }
 
+/// How the recorder's start went.
+enum Started {
+    /// It said "ready": its pid.
+    Ready(u32),
+    /// Still starting when the wait ended: its pid.
+    Late(u32),
+}
+
+/// Prestart ran out of time (the hook's watchdog or a signal): stop the
+/// recorder it may have started, remove the instance and mark the
+/// container untraced, so nothing is left half-armed. A live recorder holds
+/// the instance's pipes open, so removing the instance alone fails (EBUSY)
+/// and leaves a recorder streaming a torn-down instance into a wrong
+/// profile (seen under an emulator).
+/// The caller's other threads may still be arming: the removal is
+/// repeated once the state is written, and the caller exits right after.
+pub fn abandon_prestart(tfs: &TraceFs, state_dir: &StateDir, id: &str, why: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    stop_recorder_and_remove(tfs, state_dir, id, deadline)?;
+    if let Ok(mut recording) = state_dir.read_json::<Recording>(id, STATE_FILE) {
+        recording.not_traced = Some(format!("not traced: {why}"));
+        state_dir.write_json(id, STATE_FILE, &recording)?;
+    }
+    stop_recorder_and_remove(tfs, state_dir, id, deadline)
+}
+
+fn stop_recorder_and_remove(tfs: &TraceFs, state_dir: &StateDir, id: &str, deadline: Instant) -> Result<()> {
+    let name = instance_name(id);
+    loop {
+        // Read each time: a recorder still starting writes it a bit later.
+        if let Ok(r) = state_dir.read_json::<RecorderInfo>(id, RECORDER_FILE) {
+            if same_task_alive(r.pid as i32, r.start_ticks) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(r.pid as i32), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+        let Some(inst) = tfs.open_instance(&name)? else { return Ok(()) };
+        match inst.remove() {
+            Ok(()) => return Ok(()),
+            // The killed recorder's files close as it exits.
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Starts `collector record <id>` detached (new session, no stdio, only the
-/// ready pipe as fd 3) and waits until it writes "ready".
-fn start_recorder(collector: &Path, state_dir: &StateDir, id: &str, timeout: Duration) -> Result<u32> {
+/// ready pipe as fd 3) and waits up to `timeout` until it writes "ready".
+/// An error if it could not start or exited first.
+fn start_recorder(collector: &Path, state_dir: &StateDir, id: &str, timeout: Duration) -> Result<Started> {
     let spawn_err = |cause| Error::Spawn { path: collector.to_path_buf(), cause };
     let (read_end, write_end) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| spawn_err(std::io::Error::from(e)))?;
@@ -240,23 +306,24 @@ fn start_recorder(collector: &Path, state_dir: &StateDir, id: &str, timeout: Dur
     let pid = child.id();
     // The child is detached; it is never waited for here.
     drop(child);
-    let mut fds = [nix::poll::PollFd::new(read_end.as_fd(), nix::poll::PollFlags::POLLIN)];
-    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-    let ready = nix::poll::poll(&mut fds, nix::poll::PollTimeout::try_from(ms).unwrap_or(nix::poll::PollTimeout::MAX))
-        .ok()
-        .filter(|n| *n > 0)
-        .and_then(|_| {
-            let mut buf = [0u8; 16];
-            nix::unistd::read(read_end.as_raw_fd(), &mut buf).ok().map(|n| buf[..n].starts_with(b"ready"))
-        })
-        .unwrap_or(false);
-    if !ready {
-        return Err(spawn_err(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            format!("recorder pid {pid} was not ready within {} ms", timeout.as_millis()),
-        )));
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX);
+        let mut fds = [nix::poll::PollFd::new(read_end.as_fd(), nix::poll::PollFlags::POLLIN)];
+        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::try_from(ms).unwrap_or(nix::poll::PollTimeout::MAX)) {
+            Ok(0) => return Ok(Started::Late(pid)),
+            Ok(_) => break,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return Ok(Started::Late(pid)),
+        }
     }
-    Ok(pid)
+    // Readable: "ready", or end of file if the recorder exited first.
+    let mut buf = [0u8; 16];
+    match nix::unistd::read(read_end.as_raw_fd(), &mut buf) {
+        Ok(n) if buf[..n].starts_with(b"ready") => Ok(Started::Ready(pid)),
+        _ => Err(spawn_err(std::io::Error::other(format!("recorder pid {pid} exited before it was ready")))),
+    }
 }
 
 /// The recorder process: `collector record <id>`. `ready_fd` is the pipe to

@@ -10,14 +10,15 @@ use std::fs::OpenOptions;
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
 use collector::container::{input::MAX_STATE_BYTES, parse_state, DEFAULT_STATE_DIR};
 use collector::lifecycle::{self, Settings, DEFAULT_MAX_INSTANCES};
+use collector::container::StateDir;
 use collector::record::instance_name;
 use collector::tracefs::TraceFs;
 use tracing_subscriber::prelude::*;
@@ -61,9 +62,15 @@ enum Stage {
     Poststop,
 }
 
-/// The instance this run may leave behind if it is cut short.
+/// The container whose instance this run may leave behind if it is cut
+/// short.
 static PENDING: OnceLock<Mutex<Option<String>>> = OnceLock::new();
-static FINISHED: AtomicBool = AtomicBool::new(false);
+/// RUNNING, then FINISHED (the work is done) or ABANDONED (a guardian is
+/// cleaning up and will exit the process): whichever comes first wins.
+static PHASE: AtomicU8 = AtomicU8::new(RUNNING);
+const RUNNING: u8 = 0;
+const FINISHED: u8 = 1;
+const ABANDONED: u8 = 2;
 
 fn main() -> ExitCode {
     let fail_closed_requested = std::env::args().any(|a| a == "--fail-closed");
@@ -81,9 +88,15 @@ fn main() -> ExitCode {
     };
     init_logging(&cli);
     let fail_closed = cli.fail_closed;
-    start_guardians(&cli);
-    let result = run(&cli);
-    FINISHED.store(true, Ordering::SeqCst);
+    let limit = start_guardians(&cli);
+    let result = run(&cli, Instant::now() + ready_budget(limit));
+    if PHASE.compare_exchange(RUNNING, FINISHED, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+        // A guardian is removing the instance; returning now would end the
+        // process half-way through that. It exits the process when done.
+        loop {
+            std::thread::park();
+        }
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -101,7 +114,16 @@ fn exit_code(fail_closed: bool) -> ExitCode {
     }
 }
 
-fn run(cli: &Cli) -> anyhow::Result<()> {
+/// What the hook's fallback needs after the wait for the recorder (one
+/// tracefs write: 9 ms measured under an emulator), with room to spare.
+const AFTER_READY_WAIT: Duration = Duration::from_millis(250);
+
+/// How long prestart may wait for the recorder: most of the time limit.
+fn ready_budget(limit: Duration) -> Duration {
+    limit.saturating_sub(AFTER_READY_WAIT).max(limit / 2)
+}
+
+fn run(cli: &Cli, ready_deadline: Instant) -> anyhow::Result<()> {
     let stdin = read_stdin()?;
     let state = parse_state(&stdin)?;
     if let Err(why) = lifecycle::wants_tracing(state.annotations().as_ref()) {
@@ -113,13 +135,14 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     }
     if let Some(p) = PENDING.get() {
         if let Ok(mut slot) = p.lock() {
-            *slot = Some(instance_name(state.id()));
+            *slot = Some(state.id().to_string());
         }
     }
     let mut settings = Settings::new(&cli.state_dir);
     settings.buffer_size_kb = cli.buffer_size_kb;
     settings.max_instances = cli.max_instances;
     settings.collector = collector_path(cli.collector.as_deref());
+    settings.ready_deadline = Some(ready_deadline);
     match cli.stage {
         Stage::Prestart => {
             lifecycle::prestart(&settings, &state).with_context(|| format!("prestart of container {}", state.id()))?;
@@ -163,17 +186,20 @@ fn read_stdin() -> anyhow::Result<Vec<u8>> {
 
 /// A watchdog for the time limit and a waiter for SIGTERM/SIGINT/SIGHUP.
 /// Either removes the pending instance and exits, so the runtime is never
-/// held up and nothing is left armed.
-fn start_guardians(cli: &Cli) {
+/// held up and nothing is left armed. Returns the time limit.
+fn start_guardians(cli: &Cli) -> Duration {
     let _ = PENDING.set(Mutex::new(None));
     let fail_closed = cli.fail_closed;
+    let stage = cli.stage;
+    let state_dir = cli.state_dir.clone();
     let limit = Duration::from_millis(cli.timeout_ms.unwrap_or(match cli.stage {
         Stage::Prestart => 2_000,
         Stage::Poststop => 60_000,
     }));
+    let dir = state_dir.clone();
     std::thread::spawn(move || {
         std::thread::sleep(limit);
-        abandon(&format!("timed out after {} ms", limit.as_millis()), fail_closed);
+        abandon(stage, &dir, &format!("timed out after {} ms", limit.as_millis()), fail_closed);
     });
 
     use nix::sys::signal::{SigSet, Signal};
@@ -185,22 +211,34 @@ fn start_guardians(cli: &Cli) {
     if set.thread_block().is_ok() {
         std::thread::spawn(move || {
             if let Ok(sig) = set.wait() {
-                abandon(&format!("got {sig}"), true);
+                abandon(stage, &state_dir, &format!("got {sig}"), true);
             }
         });
     }
+    limit
 }
 
-fn abandon(why: &str, fail_closed: bool) {
-    if FINISHED.load(Ordering::SeqCst) {
+fn abandon(stage: Stage, state_dir: &std::path::Path, why: &str, fail_closed: bool) {
+    if PHASE.compare_exchange(RUNNING, ABANDONED, Ordering::SeqCst, Ordering::SeqCst).is_err() {
         return;
     }
     tracing::error!("{why}; removing this container's trace instance and giving up");
     let pending = PENDING.get().and_then(|p| p.lock().ok().and_then(|s| s.clone()));
-    if let Some(name) = pending {
-        let removed = TraceFs::locate_or_mount()
-            .and_then(|tfs| tfs.open_instance(&name))
-            .and_then(|inst| inst.map(|i| i.remove()).transpose());
+    if let Some(id) = pending {
+        let name = instance_name(&id);
+        let removed = match stage {
+            // A recorder prestart started must go too, or the instance
+            // stays busy: see lifecycle::abandon_prestart.
+            Stage::Prestart => TraceFs::locate_or_mount().map_err(anyhow::Error::from).and_then(|tfs| {
+                lifecycle::abandon_prestart(&tfs, &StateDir::new(state_dir), &id, &format!("prestart gave up: {why}"))
+                    .map_err(anyhow::Error::from)
+            }),
+            Stage::Poststop => TraceFs::locate_or_mount()
+                .and_then(|tfs| tfs.open_instance(&name))
+                .and_then(|inst| inst.map(|i| i.remove()).transpose())
+                .map(|_| ())
+                .map_err(anyhow::Error::from),
+        };
         if let Err(e) = removed {
             tracing::error!(instance = %name, error = %e, "could not remove instance");
         }
