@@ -45,6 +45,8 @@ uninstall:
 demo: setup install
 	bash scripts/demo.sh
 
+# Unit and end-to-end tests on this host; under CI=true (or VM_TEST=1) the
+# tested matrix (vm-test) as well.
 test: setup
 	bash scripts/test.sh
 
