@@ -130,6 +130,28 @@ pub struct RecorderInfo {
     pub pid: u32,
     pub start_ticks: Option<u64>,
     pub started_unix: u64,
+    /// The recorder's child that removes the instance after the recorder
+    /// has exited (see [`recorder::remove_detached`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remover: Option<Task>,
+}
+
+/// A process, told apart from a later one with the same pid by its start
+/// time.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Task {
+    pub pid: i32,
+    pub start_ticks: Option<u64>,
+}
+
+impl RecorderInfo {
+    /// True while the recorder, or its child removing the instance, runs:
+    /// the instance is theirs to remove, and touching it meanwhile only
+    /// waits on the kernel's `event_mutex` that the rmdir holds.
+    fn owns_instance(&self) -> bool {
+        same_task_alive(self.pid as i32, self.start_ticks)
+            || self.remover.as_ref().is_some_and(|t| same_task_alive(t.pid, t.start_ticks))
+    }
 }
 
 /// Prestart: validate, collect stale instances, write `state.json`, arm,
@@ -331,7 +353,7 @@ fn start_recorder(collector: &Path, state_dir: &StateDir, id: &str, timeout: Dur
 pub fn record(state_dir: &StateDir, id: &str, ready_fd: Option<i32>) -> Result<Summary> {
     let me = std::process::id();
     let recording: Recording = state_dir.read_json(id, STATE_FILE)?;
-    let info = RecorderInfo { pid: me, start_ticks: task_facts(me as i32).0, started_unix: unix_now() };
+    let mut info = RecorderInfo { pid: me, start_ticks: task_facts(me as i32).0, started_unix: unix_now(), remover: None };
     state_dir.write_json(id, RECORDER_FILE, &info)?;
     let tfs = TraceFs::at(&recording.tracefs);
     let Some(inst) = tfs.open_instance(&recording.instance)? else {
@@ -370,6 +392,7 @@ pub fn record(state_dir: &StateDir, id: &str, ready_fd: Option<i32>) -> Result<S
     // On an error the instance stays: poststop reads what is left once it
     // sees this process gone.
     let recorded = recorder::run(&inst, recording.host_pid, &opts, ready, leave_cgroups, save)?;
+    let drained = Instant::now();
     if !recorded.no_event_syscalls.is_empty() {
         tracing::info!(count = recorded.no_event_syscalls.len(), syscalls = ?recorded.no_event_syscalls, "syscalls with no event on this kernel (invisible in profile mode)");
     }
@@ -401,15 +424,27 @@ pub fn record(state_dir: &StateDir, id: &str, ready_fd: Option<i32>) -> Result<S
         notes,
         no_event_syscalls: recorded.no_event_syscalls,
     };
+    // Everything is read and the pipes are closed, so the instance can go
+    // now, beside the writing. Removing it waits out RCU grace periods
+    // (about 0.1 s here), so a child of ours does it and outlives us: see
+    // `remove_detached`. Poststop waits only for the summary.
+    let removal = (ended != Ended::InstanceGone).then(|| recorder::remove_detached(inst));
+    if let Some(Ok(recorder::Removal::Child(pid))) = removal {
+        // Before the summary, which is what poststop waits for.
+        info.remover = Some(Task { pid, start_ticks: task_facts(pid).0 });
+        if let Err(e) = state_dir.write_json(id, RECORDER_FILE, &info) {
+            tracing::warn!(error = %e, "could not record the remover's pid");
+        }
+    }
     let written = write_outcome(state_dir, &recording, outcome);
     if written.is_ok() {
-        let _ = std::fs::remove_file(state_dir.container_dir(id)?.join(SNAPSHOT_FILE));
+        if let Ok(dir) = state_dir.container_dir(id) {
+            let _ = std::fs::remove_file(dir.join(SNAPSHOT_FILE));
+        }
     }
-    // The instance goes last, on every path: removing it waits for RCU
-    // grace periods (about 0.1 s here), and poststop, which waits for the
-    // summary, need not wait for that too. Tracing is already off.
-    if ended != Ended::InstanceGone {
-        inst.remove()?;
+    tracing::info!(id = %id, summary_ms = drained.elapsed().as_millis() as u64, removal = ?removal, "recorder finished");
+    if let Some(Err(e)) = removal {
+        return Err(e.into());
     }
     written
 }
@@ -441,9 +476,11 @@ fn finish(settings: &Settings, recording: &Recording) -> Result<Summary> {
     if let Some(r) = &recorder {
         match wait_for_result(&settings.state_dir, recording, r, settings.finish_timeout) {
             Waited::Summary(summary) => {
-                // A live recorder is removing the instance now; poststop
-                // does not wait the grace periods that takes.
-                if same_task_alive(r.pid as i32, r.start_ticks) {
+                // The recorder (or its child) is removing the instance
+                // now; poststop does not wait the grace periods that takes.
+                // Read again: the remover is written just before the summary.
+                let r: RecorderInfo = settings.state_dir.read_json(id, RECORDER_FILE).unwrap_or_else(|_| r.clone());
+                if r.owns_instance() {
                     tracing::debug!(id = %id, recorder = r.pid, "the recorder removes the instance");
                 } else if let Some(inst) = tfs.open_instance(&recording.instance)? {
                     inst.remove()?;
@@ -459,8 +496,11 @@ fn finish(settings: &Settings, recording: &Recording) -> Result<Summary> {
         }
     }
     if let Some(summary) = fresh_summary(&settings.state_dir, recording) {
-        if let Some(inst) = tfs.open_instance(&recording.instance)? {
-            inst.remove()?;
+        let owned = settings.state_dir.read_json::<RecorderInfo>(id, RECORDER_FILE).is_ok_and(|r| r.owns_instance());
+        if !owned {
+            if let Some(inst) = tfs.open_instance(&recording.instance)? {
+                inst.remove()?;
+            }
         }
         return Ok(summary);
     }
@@ -781,8 +821,8 @@ pub fn gc(tfs: &TraceFs, state_dir: &StateDir) -> Result<GcReport> {
         let gone = match &recording {
             Some(r) => {
                 let recorder: Option<RecorderInfo> = state_dir.read_json(id, RECORDER_FILE).ok();
-                let recorder_alive = recorder.is_some_and(|x| same_task_alive(x.pid as i32, x.start_ticks));
-                !recorder_alive && !same_task_alive(r.host_pid, r.pid_start_ticks)
+                let owned = recorder.is_some_and(|x| x.owns_instance());
+                !owned && !same_task_alive(r.host_pid, r.pid_start_ticks)
             }
             None => {
                 // Not ours to finish: only drop it if it is old and every
@@ -796,6 +836,8 @@ pub fn gc(tfs: &TraceFs, state_dir: &StateDir) -> Result<GcReport> {
             continue;
         }
         match recording {
+            // Finished, but its remover died: only the directory is left.
+            Some(r) if fresh_summary(state_dir, &r).is_some() => inst.remove()?,
             Some(r) => {
                 let why = Some("the container was gone and no poststop had run".to_string());
                 if let Err(e) = fallback(tfs, state_dir, &r, FinishedBy::Gc, why) {

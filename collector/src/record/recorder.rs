@@ -102,17 +102,22 @@ pub fn run(
     after_ready: impl FnOnce() + Send,
     save: impl FnMut(&Snapshot),
 ) -> Result<Recorded> {
+    let t0 = Instant::now();
     let signals = signal_fd();
     let pidfd = pidfd_open(init_pid);
     let pipes = inst.open_raw_pipes()?;
+    let t_pipes = t0.elapsed();
     let layouts = layouts::load(inst, DECODED_SYSTEMS, opts.layout_cache.as_deref())?;
+    let t_layouts = t0.elapsed();
     let stream = Stream::with_layouts(pipes, &layouts);
     let syscall_events: Vec<String> =
         layouts.formats.iter().filter(|f| f.system == "syscalls").map(|f| f.name.clone()).collect();
     // Ready to keep up: only now do the syscall events come on, and only
     // then is the container let go.
     enable_syscalls(inst)?;
+    let t_enable = t0.elapsed();
     ready();
+    tracing::debug!(pipes_us = t_pipes.as_micros() as u64, layouts_us = t_layouts.as_micros() as u64, enabled_us = t_enable.as_micros() as u64, "recorder start-up");
     let mut recorded = std::thread::scope(|scope| {
         let helper = scope.spawn(|| {
             after_ready();
@@ -297,6 +302,61 @@ fn wait(pidfd: Option<&OwnedFd>, signals: Option<&SignalFd>, timeout: PollTimeou
     let exited = ready(&fds[0]);
     let signalled = fds.get(1).is_some_and(ready);
     (exited, signalled)
+}
+
+/// How the instance was handed over for removal by [`remove_detached`].
+#[derive(Debug)]
+pub enum Removal {
+    /// A child of the recorder removes it, and outlives the recorder.
+    Child(i32),
+    /// Removed here, before returning.
+    Done,
+}
+
+/// Removes the instance in a child process that outlives the recorder.
+///
+/// Why: the rmdir waits out RCU grace periods (about 0.1 s here), and the
+/// recorder is a direct child of conmon (it was reparented to conmon, a
+/// child subreaper, when prestart's hook exited). On the container's exit
+/// conmon turns its subreaper flag off and then waits for *all* its
+/// children before it exits, and `podman run` waits for conmon. A
+/// grandchild that is still running when the recorder exits is reparented
+/// past conmon, so the container's teardown does not wait for the rmdir.
+/// (If conmon is still a subreaper at that moment, it waits as before:
+/// slower, never wrong.)
+///
+/// Only forks when this process has a single thread, so the child may
+/// allocate and log. Otherwise, or if fork fails, removes here.
+pub fn remove_detached(inst: Instance) -> crate::tracefs::Result<Removal> {
+    if thread_count() == Some(1) {
+        // SAFETY: single-threaded (checked above), so no lock or allocator
+        // state is held by another thread at the fork; the child only
+        // removes the instance, logs, and _exits.
+        match unsafe { nix::unistd::fork() } {
+            Ok(nix::unistd::ForkResult::Child) => {
+                let code = match inst.remove() {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not remove the trace instance");
+                        1
+                    }
+                };
+                // SAFETY: ends the child without running the parent's
+                // exit handlers or destructors twice.
+                unsafe { nix::libc::_exit(code) }
+            }
+            Ok(nix::unistd::ForkResult::Parent { child }) => return Ok(Removal::Child(child.as_raw())),
+            Err(e) => tracing::debug!(error = %e, "fork failed; removing the instance here"),
+        }
+    }
+    inst.remove()?;
+    Ok(Removal::Done)
+}
+
+/// The number of threads of this process, from /proc/self/status.
+fn thread_count() -> Option<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|v| v.trim().parse().ok())
 }
 
 /// A pidfd for `pid`, or `None` if it no longer exists.
