@@ -5,6 +5,8 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FormatError {
     #[error("format of {name}: no ID line")]
@@ -16,7 +18,7 @@ pub enum FormatError {
 }
 
 /// Where a field's bytes live inside the event payload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Layout {
     /// Inline bytes at `offset..offset+size`.
     Inline,
@@ -26,7 +28,7 @@ pub enum Layout {
     RelLoc,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Field {
     pub name: String,
     pub offset: usize,
@@ -36,7 +38,7 @@ pub struct Field {
 }
 
 /// One event's layout.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventFormat {
     pub system: String,
     pub name: String,
@@ -107,7 +109,7 @@ fn parse_field(line: &str) -> Option<Field> {
 }
 
 /// The sub-buffer header (`events/header_page`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeaderPage {
     pub commit_offset: usize,
     pub commit_size: usize,
