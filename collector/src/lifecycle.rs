@@ -84,6 +84,8 @@ pub enum Error {
     NoInstance { id: String, name: String },
     #[error("starting the recorder {path}: {cause}")]
     Spawn { path: PathBuf, cause: std::io::Error },
+    #[error("recorder for container {id}: prestart did not arm the instance (its go pipe closed)")]
+    NoGo { id: String },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -204,16 +206,21 @@ pub fn prestart(settings: &Settings, state: &State) -> Result<Recording> {
         settings.state_dir.write_json(&id, STATE_FILE, &recording)?;
         return Ok(recording);
     }
-    // state.json goes first: a concurrent gc then knows whose instance it is.
-    settings.state_dir.write_json(&id, STATE_FILE, &recording)?;
+    // state.json goes first: a concurrent gc then knows whose instance it
+    // is, and the recorder reads it.
+    settings.state_dir.write_json_unsynced(&id, STATE_FILE, &recording)?;
+    // The recorder starts (exec, layouts) while the instance is armed: it
+    // waits for "go" before it touches the instance. Dropping `spawned`
+    // without `go` (arming failed) makes it exit.
+    let spawned = settings.collector.as_deref().map(|c| spawn_recorder(c, &settings.state_dir, &id));
     let inst = record::arm(&tfs, &name, &[pid], record::buffer_size_kb(mode, settings.buffer_size_kb), mode)?;
     tracing::info!(id = %id, pid, instance = %name, ?mode, "armed");
 
     let wait = settings.ready_deadline.map_or(settings.ready_timeout, |d| d.saturating_duration_since(Instant::now()));
     // Without a ready recorder the hook switches the syscall events on
     // itself: the container's calls reach the ring buffer either way.
-    let late = match &settings.collector {
-        Some(collector) => match start_recorder(collector, &settings.state_dir, &id, wait) {
+    let late = match spawned {
+        Some(spawned) => match spawned.and_then(|s| s.go_and_wait(wait)) {
             Ok(Started::Ready(rpid)) => {
                 tracing::info!(id = %id, recorder = rpid, "recorder ready");
                 return Ok(recording);
@@ -288,14 +295,24 @@ fn stop_recorder_and_remove(tfs: &TraceFs, state_dir: &StateDir, id: &str, deadl
     }
 }
 
-/// Starts `collector record <id>` detached (new session, no stdio, only the
-/// ready pipe as fd 3) and waits up to `timeout` until it writes "ready".
-/// An error if it could not start or exited first.
-fn start_recorder(collector: &Path, state_dir: &StateDir, id: &str, timeout: Duration) -> Result<Started> {
+/// A recorder started by [`spawn_recorder`], waiting for "go".
+struct Spawned {
+    pid: u32,
+    collector: PathBuf,
+    /// Its fd 3: "ready" comes back here.
+    ready: OwnedFd,
+    /// Its fd 4: "go" goes there once the instance is armed.
+    go: OwnedFd,
+}
+
+/// Starts `collector record <id>` detached: new session, no stdio, only
+/// the ready pipe as fd 3 and the go pipe as fd 4.
+fn spawn_recorder(collector: &Path, state_dir: &StateDir, id: &str) -> Result<Spawned> {
     let spawn_err = |cause| Error::Spawn { path: collector.to_path_buf(), cause };
-    let (read_end, write_end) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| spawn_err(std::io::Error::from(e)))?;
-    let write_fd = write_end.as_raw_fd();
+    let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| spawn_err(std::io::Error::from(e)));
+    let (ready_read, ready_write) = pipe()?;
+    let (go_read, go_write) = pipe()?;
+    let (ready_fd, go_fd) = (ready_write.as_raw_fd(), go_read.as_raw_fd());
     let mut cmd = Command::new(collector);
     cmd.arg("record")
         .arg(id)
@@ -303,6 +320,8 @@ fn start_recorder(collector: &Path, state_dir: &StateDir, id: &str, timeout: Dur
         .arg(state_dir.root())
         .arg("--ready-fd")
         .arg("3")
+        .arg("--go-fd")
+        .arg("4")
         // Not the bundle (the runtime's cwd): the container's directories
         // are removed while the recorder still runs.
         .current_dir("/")
@@ -314,50 +333,96 @@ fn start_recorder(collector: &Path, state_dir: &StateDir, id: &str, timeout: Dur
     unsafe {
         cmd.pre_exec(move || {
             nix::libc::setsid();
-            if nix::libc::dup2(write_fd, 3) < 0 {
-                return Err(std::io::Error::last_os_error());
+            // Both out of the way first (either may be fd 3 or 4 now),
+            // then into place; dup2 clears close-on-exec on the copies.
+            let high = [ready_fd, go_fd].map(|fd| nix::libc::fcntl(fd, nix::libc::F_DUPFD, 10));
+            for (from, to) in high.into_iter().zip([3, 4]) {
+                if from < 0 || nix::libc::dup2(from, to) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             // Nothing the runtime handed the hook may stay open: a runtime
             // waiting for EOF on a pipe would wait for the recorder.
-            nix::libc::syscall(nix::libc::SYS_close_range, 4u32, u32::MAX, 0u32);
+            nix::libc::syscall(nix::libc::SYS_close_range, 5u32, u32::MAX, 0u32);
             Ok(())
         });
     }
     let child = cmd.spawn().map_err(spawn_err)?;
-    drop(write_end);
     let pid = child.id();
     // The child is detached; it is never waited for here.
     drop(child);
-    let deadline = Instant::now() + timeout;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX);
-        let mut fds = [nix::poll::PollFd::new(read_end.as_fd(), nix::poll::PollFlags::POLLIN)];
-        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::try_from(ms).unwrap_or(nix::poll::PollTimeout::MAX)) {
-            Ok(0) => return Ok(Started::Late(pid)),
-            Ok(_) => break,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => return Ok(Started::Late(pid)),
+    drop((ready_write, go_read));
+    Ok(Spawned { pid, collector: collector.to_path_buf(), ready: ready_read, go: go_write })
+}
+
+impl Spawned {
+    /// Tells the recorder the instance is armed, then waits up to
+    /// `timeout` for "ready". An error if it exited first.
+    fn go_and_wait(self, timeout: Duration) -> Result<Started> {
+        let (pid, collector) = (self.pid, self.collector);
+        let spawn_err = |cause| Error::Spawn { path: collector.clone(), cause };
+        let mut go = std::fs::File::from(self.go);
+        // EPIPE here means it has exited already; the read below says so.
+        let _ = go.write_all(b"go\n");
+        drop(go);
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX);
+            let mut fds = [nix::poll::PollFd::new(self.ready.as_fd(), nix::poll::PollFlags::POLLIN)];
+            match nix::poll::poll(&mut fds, nix::poll::PollTimeout::try_from(ms).unwrap_or(nix::poll::PollTimeout::MAX)) {
+                Ok(0) => return Ok(Started::Late(pid)),
+                Ok(_) => break,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => return Ok(Started::Late(pid)),
+            }
+        }
+        // Readable: "ready", or end of file if the recorder exited first.
+        let mut buf = [0u8; 16];
+        match nix::unistd::read(self.ready.as_raw_fd(), &mut buf) {
+            Ok(n) if buf[..n].starts_with(b"ready") => Ok(Started::Ready(pid)),
+            _ => Err(spawn_err(std::io::Error::other(format!("recorder pid {pid} exited before it was ready")))),
         }
     }
-    // Readable: "ready", or end of file if the recorder exited first.
-    let mut buf = [0u8; 16];
-    match nix::unistd::read(read_end.as_raw_fd(), &mut buf) {
-        Ok(n) if buf[..n].starts_with(b"ready") => Ok(Started::Ready(pid)),
-        _ => Err(spawn_err(std::io::Error::other(format!("recorder pid {pid} exited before it was ready")))),
+}
+
+/// Blocks until prestart writes "go" (the instance is armed). End of file
+/// means prestart gave up arming (or died): nothing is ours to record.
+fn wait_for_go(mut go: std::fs::File, id: &str) -> Result<()> {
+    let mut buf = [0u8; 8];
+    loop {
+        match std::io::Read::read(&mut go, &mut buf) {
+            Ok(n) if buf[..n].starts_with(b"go") => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            _ => return Err(Error::NoGo { id: id.to_string() }),
+        }
     }
 }
 
 /// The recorder process: `collector record <id>`. `ready_fd` is the pipe to
-/// prestart, written once the stream is open.
-pub fn record(state_dir: &StateDir, id: &str, ready_fd: Option<i32>) -> Result<Summary> {
+/// prestart, written once the stream is open; `go_fd` the pipe from it,
+/// written once the instance is armed (end of file: it was not).
+pub fn record(state_dir: &StateDir, id: &str, ready_fd: Option<i32>, go_fd: Option<i32>) -> Result<Summary> {
     let me = std::process::id();
     let recording: Recording = state_dir.read_json(id, STATE_FILE)?;
     let mut info = RecorderInfo { pid: me, start_ticks: task_facts(me as i32).0, started_unix: unix_now(), remover: None };
-    state_dir.write_json(id, RECORDER_FILE, &info)?;
+    state_dir.write_json_unsynced(id, RECORDER_FILE, &info)?;
+    // This boot's layouts need no instance: read while prestart arms it.
+    let cache = PathBuf::from(record::layouts::CACHE_DIR);
+    let cached = record::layouts::load_cached(record::DECODED_SYSTEMS, &cache);
+    if let Some(fd) = go_fd {
+        // SAFETY: fd 4 was set up by prestart for us alone; taking
+        // ownership closes it after the read.
+        let go = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        wait_for_go(go, id)?;
+    }
     let tfs = TraceFs::at(&recording.tracefs);
     let Some(inst) = tfs.open_instance(&recording.instance)? else {
         return Err(Error::NoInstance { id: id.to_string(), name: recording.instance.clone() });
+    };
+    let layouts = match cached {
+        Some(l) => l,
+        None => record::layouts::load(&inst, record::DECODED_SYSTEMS, Some(&cache)).map_err(record::Error::from)?,
     };
     // No guard here: if the recorder fails, the instance stays for
     // poststop (or gc) to read what it holds.
@@ -383,15 +448,10 @@ pub fn record(state_dir: &StateDir, id: &str, ready_fd: Option<i32>) -> Result<S
             tracing::warn!(error = %e, "could not save the aggregate");
         }
     };
-    let opts = Options {
-        mode: recording.mode,
-        runtime_comm: recording.runtime_comm.clone(),
-        layout_cache: Some(PathBuf::from(record::layouts::CACHE_DIR)),
-        ..Options::default()
-    };
+    let opts = Options { mode: recording.mode, runtime_comm: recording.runtime_comm.clone(), ..Options::default() };
     // On an error the instance stays: poststop reads what is left once it
     // sees this process gone.
-    let recorded = recorder::run(&inst, recording.host_pid, &opts, ready, leave_cgroups, save)?;
+    let recorded = recorder::run(&inst, layouts, recording.host_pid, &opts, ready, leave_cgroups, save)?;
     let drained = Instant::now();
     if !recorded.no_event_syscalls.is_empty() {
         tracing::info!(count = recorded.no_event_syscalls.len(), syscalls = ?recorded.no_event_syscalls, "syscalls with no event on this kernel (invisible in profile mode)");
@@ -432,7 +492,7 @@ pub fn record(state_dir: &StateDir, id: &str, ready_fd: Option<i32>) -> Result<S
     if let Some(Ok(recorder::Removal::Child(pid))) = removal {
         // Before the summary, which is what poststop waits for.
         info.remover = Some(Task { pid, start_ticks: task_facts(pid).0 });
-        if let Err(e) = state_dir.write_json(id, RECORDER_FILE, &info) {
+        if let Err(e) = state_dir.write_json_unsynced(id, RECORDER_FILE, &info) {
             tracing::warn!(error = %e, "could not record the remover's pid");
         }
     }

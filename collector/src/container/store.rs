@@ -173,11 +173,23 @@ impl StateDir {
     }
 
     pub fn write_json<T: Serialize>(&self, id: &str, file: &str, value: &T) -> Result<PathBuf> {
+        self.write_json_as(id, file, value, Durability::Synced)
+    }
+
+    /// Like [`StateDir::write_json`], still atomic, but not synced to disk:
+    /// for bookkeeping that matters only while this boot runs (which
+    /// process records, what prestart armed). Each fsync cost a container
+    /// start about a millisecond, and a power loss ends the container too.
+    pub fn write_json_unsynced<T: Serialize>(&self, id: &str, file: &str, value: &T) -> Result<PathBuf> {
+        self.write_json_as(id, file, value, Durability::Unsynced)
+    }
+
+    fn write_json_as<T: Serialize>(&self, id: &str, file: &str, value: &T, durability: Durability) -> Result<PathBuf> {
         let path = self.container_dir(id)?.join(file);
         let mut bytes = serde_json::to_vec_pretty(value)
             .map_err(|cause| Error::Serialize { path: path.clone(), cause })?;
         bytes.push(b'\n');
-        write_atomic(&path, &bytes)?;
+        write_atomic_as(&path, &bytes, durability)?;
         Ok(path)
     }
 
@@ -228,9 +240,22 @@ fn create_private_dir(path: &Path) -> Result<()> {
     }
 }
 
+/// Whether [`write_atomic_as`] syncs the file and the rename to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    Synced,
+    Unsynced,
+}
+
 /// Writes `bytes` to a temp file beside `path`, syncs it and renames it
 /// over `path`, so readers see the old file or the new one, never half.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_as(path, bytes, Durability::Synced)
+}
+
+/// [`write_atomic`], with the syncs only if `durability` asks for them.
+pub fn write_atomic_as(path: &Path, bytes: &[u8], durability: Durability) -> Result<()> {
+    let synced = durability == Durability::Synced;
     let err = |cause| Error::Write { path: path.to_path_buf(), cause };
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -238,10 +263,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let result = (|| {
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
+        if synced {
+            f.sync_all()?;
+        }
         fs::rename(&tmp, path)?;
         // Make the rename itself durable.
-        File::open(dir)?.sync_all()
+        if synced {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);

@@ -55,6 +55,12 @@ pub enum Error {
 /// The layouts of every event of `systems`: from `cache_dir` when it holds
 /// this boot's, else from tracefs (then saved there; a failed save only
 /// costs the next recorder the same read).
+/// This boot's layouts of `systems` from `cache_dir`, if saved there.
+pub fn load_cached(systems: &[&str], cache_dir: &Path) -> Option<Layouts> {
+    let boot_id = std::fs::read_to_string(BOOT_ID).map(|s| s.trim().to_string()).ok().filter(|s| is_boot_id(s))?;
+    read_cache(&cache_dir.join(format!("{boot_id}.json")), &boot_id, systems)
+}
+
 pub fn load(inst: &Instance, systems: &[&str], cache_dir: Option<&Path>) -> Result<Layouts, Error> {
     let boot_id = std::fs::read_to_string(BOOT_ID).map(|s| s.trim().to_string()).ok().filter(|s| is_boot_id(s));
     let file = match (cache_dir, &boot_id) {

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::layouts;
 use super::nspid::NsPids;
 use super::stream::{Stream, StreamStats};
-use super::{enable_syscalls, syscalls_without_event, tune, Mode, Result, DECODED_SYSTEMS};
+use super::{enable_syscalls, syscalls_without_event, tune, Mode, Result};
 use crate::trace::Event;
 use crate::profile::{Aggregator, Analysis, Window};
 use crate::tracefs::{CpuStats, Instance};
@@ -33,8 +33,6 @@ pub struct Options {
     pub poll: Duration,
     /// How often the aggregate is saved for crash recovery.
     pub save_every: Duration,
-    /// Where the per-boot cache of event layouts lives (see [`layouts`]).
-    pub layout_cache: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -44,7 +42,6 @@ impl Default for Options {
             runtime_comm: None,
             poll: Duration::from_millis(20),
             save_every: Duration::from_secs(3),
-            layout_cache: None,
         }
     }
 }
@@ -96,6 +93,7 @@ pub struct Recorded {
 /// `save_every`.
 pub fn run(
     inst: &Instance,
+    layouts: layouts::Layouts,
     init_pid: i32,
     opts: &Options,
     ready: impl FnOnce(),
@@ -107,8 +105,6 @@ pub fn run(
     let pidfd = pidfd_open(init_pid);
     let pipes = inst.open_raw_pipes()?;
     let t_pipes = t0.elapsed();
-    let layouts = layouts::load(inst, DECODED_SYSTEMS, opts.layout_cache.as_deref())?;
-    let t_layouts = t0.elapsed();
     let stream = Stream::with_layouts(pipes, &layouts);
     let syscall_events: Vec<String> =
         layouts.formats.iter().filter(|f| f.system == "syscalls").map(|f| f.name.clone()).collect();
@@ -117,7 +113,7 @@ pub fn run(
     enable_syscalls(inst)?;
     let t_enable = t0.elapsed();
     ready();
-    tracing::debug!(pipes_us = t_pipes.as_micros() as u64, layouts_us = t_layouts.as_micros() as u64, enabled_us = t_enable.as_micros() as u64, "recorder start-up");
+    tracing::debug!(pipes_us = t_pipes.as_micros() as u64, enabled_us = t_enable.as_micros() as u64, "recorder start-up");
     let mut recorded = std::thread::scope(|scope| {
         let helper = scope.spawn(|| {
             after_ready();

@@ -16,6 +16,10 @@ pub struct Args {
     /// File descriptor to write "ready" to once streaming.
     #[arg(long)]
     ready_fd: Option<i32>,
+    /// File descriptor to wait on for "go" (the instance is armed) before
+    /// touching the instance.
+    #[arg(long)]
+    go_fd: Option<i32>,
 }
 
 impl Args {
@@ -27,7 +31,7 @@ impl Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     validate_id(&args.id)?;
-    let summary = lifecycle::record(&StateDir::new(&args.state_dir), &args.id, args.ready_fd)?;
+    let summary = lifecycle::record(&StateDir::new(&args.state_dir), &args.id, args.ready_fd, args.go_fd)?;
     tracing::info!(id = %summary.id, complete = summary.complete, "recording finished");
     Ok(ExitCode::SUCCESS)
 }
