@@ -502,6 +502,9 @@ pub fn record(state_dir: &StateDir, id: &str, ready_fd: Option<i32>, go_fd: Opti
             let _ = std::fs::remove_file(dir.join(SNAPSHOT_FILE));
         }
     }
+    if let Some(Ok(recorder::Removal::Child(pid))) = removal {
+        recorder::wait_for_conmon_exit_command(pid, Duration::from_millis(200));
+    }
     tracing::info!(id = %id, summary_ms = drained.elapsed().as_millis() as u64, removal = ?removal, "recorder finished");
     if let Some(Err(e)) = removal {
         return Err(e.into());

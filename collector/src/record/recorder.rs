@@ -349,6 +349,42 @@ pub fn remove_detached(inst: Instance) -> crate::tracefs::Result<Removal> {
     Ok(Removal::Done)
 }
 
+/// Waits (up to `limit`) until conmon, if it is our parent, has forked its
+/// exit command. conmon turns its child-subreaper flag off just before that
+/// fork, so once the exit command exists, a `remover` outliving us is
+/// reparented past conmon. If we exited earlier, the remover would become
+/// conmon's child, and conmon, which waits for all its children, would wait
+/// out the rmdir after all (seen in about a quarter of the runs).
+pub fn wait_for_conmon_exit_command(remover: i32, limit: Duration) {
+    let me = std::process::id() as i32;
+    let parent = nix::unistd::getppid().as_raw();
+    let comm = std::fs::read_to_string(format!("/proc/{parent}/comm")).unwrap_or_default();
+    if comm.trim() != "conmon" {
+        return;
+    }
+    let deadline = Instant::now() + limit;
+    loop {
+        let others = children_of(parent).into_iter().any(|c| c != me && c != remover);
+        if others || Instant::now() >= deadline {
+            if !others {
+                tracing::debug!(conmon = parent, "conmon forked no exit command in time; it may wait for the instance's removal");
+            }
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The children of every thread of `pid` (`/proc/PID/task/TID/children`).
+fn children_of(pid: i32) -> Vec<i32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    tasks
+        .filter_map(|t| t.ok())
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|text| text.split_whitespace().filter_map(|p| p.parse().ok()).collect::<Vec<i32>>())
+        .collect()
+}
+
 /// The number of threads of this process, from /proc/self/status.
 fn thread_count() -> Option<usize> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
