@@ -24,6 +24,9 @@ use crate::tracefs::{CpuStats, Instance};
 /// Pages read per CPU before records are handed on (256 KiB per CPU).
 const PAGES_PER_ROUND: usize = 64;
 
+/// How long after "ready" profile mode switches the exit events off.
+const TUNE_DELAY: Duration = Duration::from_millis(200);
+
 #[derive(Debug, Clone)]
 pub struct Options {
     pub mode: Mode,
@@ -88,9 +91,9 @@ pub struct Recorded {
 /// Runs until the init task `init_pid` exits (or a signal, or the instance
 /// vanishes). `ready` is called once the stream is open and the syscall
 /// events are on. What need not delay the container (`after_ready`, and in
-/// profile mode switching the exit events off) then runs on a second
-/// thread while the first one already reads. `save` gets a snapshot every
-/// `save_every`.
+/// profile mode switching the exit events off, [`TUNE_DELAY`] later) then
+/// runs on a second thread while the first one already reads. `save` gets
+/// a snapshot every `save_every`.
 pub fn run(
     inst: &Instance,
     layouts: layouts::Layouts,
@@ -114,14 +117,24 @@ pub fn run(
     let t_enable = t0.elapsed();
     ready();
     tracing::debug!(pipes_us = t_pipes.as_micros() as u64, enabled_us = t_enable.as_micros() as u64, "recorder start-up");
+    // Dropped when reading ends: the helper then skips what is left.
+    let (reading, done) = std::sync::mpsc::channel::<()>();
+    let events = &syscall_events;
     let mut recorded = std::thread::scope(|scope| {
-        let helper = scope.spawn(|| {
+        let helper = scope.spawn(move || {
             after_ready();
-            if let Err(e) = tune(inst, opts.mode, &syscall_events) {
-                tracing::warn!(error = %e, "could not switch the exit events off");
+            // Switching 360 exit events off is ~10 ms of tracefs writes
+            // that competed for the CPU with a short container's start and
+            // stop. Until then the subsystem filter keeps their records
+            // out; a container that ends within TUNE_DELAY never pays it.
+            if done.recv_timeout(TUNE_DELAY) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                if let Err(e) = tune(inst, opts.mode, events) {
+                    tracing::warn!(error = %e, "could not switch the exit events off");
+                }
             }
         });
         let recorded = read_until_done(inst, init_pid, opts, stream, pidfd, signals, save);
+        drop(reading);
         let _ = helper.join();
         recorded
     })?;
