@@ -971,4 +971,36 @@ mod tests {
         let app = map(&[(TRACE_ANNOTATION, "true"), ("io.kubernetes.cri-o.ContainerType", "container")]);
         assert!(wants_tracing(Some(&app)).is_ok());
     }
+
+    fn pipe_files() -> (std::fs::File, std::fs::File) {
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        (std::fs::File::from(r), std::fs::File::from(w))
+    }
+
+    #[test]
+    fn the_recorder_goes_on_go_and_gives_up_when_prestart_closes_the_pipe() {
+        let (r, mut w) = pipe_files();
+        w.write_all(b"go\n").unwrap();
+        assert!(wait_for_go(r, "c1").is_ok());
+        let (r, w) = pipe_files();
+        drop(w); // arming failed: prestart dropped its end unwritten
+        let err = wait_for_go(r, "c1").unwrap_err().to_string();
+        assert!(err.contains("did not arm"), "{err}");
+    }
+
+    #[test]
+    fn a_remover_that_runs_keeps_the_instance_its_own() {
+        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let pid = child.id() as i32;
+        let dead = RecorderInfo { pid: u32::MAX / 2, start_ticks: None, started_unix: 0, remover: None };
+        assert!(!dead.owns_instance());
+        let with_remover = RecorderInfo { remover: Some(Task { pid, start_ticks: task_facts(pid).0 }), ..dead.clone() };
+        assert!(with_remover.owns_instance());
+        // The same pid with another start time is another process.
+        let reused = RecorderInfo { remover: Some(Task { pid, start_ticks: Some(1) }), ..dead };
+        assert!(!reused.owns_instance());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!with_remover.owns_instance());
+    }
 }

@@ -437,3 +437,25 @@ pub fn self_usage() -> (f64, u64) {
         Err(_) => (0.0, 0),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn children_of_lists_the_children_of_every_thread() {
+        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        // Forked from another thread (which has ended: the child is then
+        // listed under a thread that lives).
+        let mut from_thread =
+            std::thread::spawn(|| std::process::Command::new("sleep").arg("5").spawn().unwrap()).join().unwrap();
+        let kids = children_of(std::process::id() as i32);
+        assert!(kids.contains(&(child.id() as i32)), "{kids:?}");
+        assert!(kids.contains(&(from_thread.id() as i32)), "{kids:?}");
+        for c in [&mut child, &mut from_thread] {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+        assert!(children_of(i32::MAX).is_empty());
+    }
+}
