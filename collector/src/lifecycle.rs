@@ -1,15 +1,15 @@
 //! One traced container from start to stop.
 //!
 //! - `prestart` (the hook): validate, collect stale instances, respect the
-//!   cap, arm the instance, start the detached recorder and wait until it
-//!   says it is ready.
+//!   cap, start the detached recorder, arm the instance, tell the recorder
+//!   "go" and wait until it says it is ready.
 //! - `record` (the recorder, `collector record <id>`): leave the container's
-//!   cgroups, stream until the init task exits, write the profile and the
-//!   summary, then remove the instance.
+//!   cgroups, stream until the init task exits, hand the instance to a
+//!   child that removes it, write the profile and the summary.
 //! - `poststop` (the hook): wait for the recorder's summary; if the recorder
 //!   died, fall back to what is left in the ring buffer and mark the result
-//!   incomplete. The instance is removed on every path: by the recorder
-//!   (poststop does not wait for that), else by poststop.
+//!   incomplete. The instance is removed on every path: by the recorder's
+//!   child (nobody waits for that), else by poststop.
 //! - `gc`: finish and remove instances whose container and recorder are gone.
 
 use std::collections::BTreeSet;
