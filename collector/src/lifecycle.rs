@@ -422,7 +422,7 @@ pub fn record(state_dir: &StateDir, id: &str, ready_fd: Option<i32>, go_fd: Opti
     };
     let layouts = match cached {
         Some(l) => l,
-        None => record::layouts::load(&inst, record::DECODED_SYSTEMS, Some(&cache)).map_err(record::Error::from)?,
+        None => record::layouts::load_from_tracefs(&inst, record::DECODED_SYSTEMS, Some(&cache)).map_err(record::Error::from)?,
     };
     // No guard here: if the recorder fails, the instance stays for
     // poststop (or gc) to read what it holds.

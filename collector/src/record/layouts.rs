@@ -52,26 +52,32 @@ pub enum Error {
     Format { system: String, event: String, cause: crate::trace::format::FormatError },
 }
 
-/// The layouts of every event of `systems`: from `cache_dir` when it holds
-/// this boot's, else from tracefs (then saved there; a failed save only
-/// costs the next recorder the same read).
-/// This boot's layouts of `systems` from `cache_dir`, if saved there.
-pub fn load_cached(systems: &[&str], cache_dir: &Path) -> Option<Layouts> {
+/// This boot's cache file in `cache_dir`, and the boot id it is named by.
+fn cache_file(cache_dir: &Path) -> Option<(PathBuf, String)> {
     let boot_id = std::fs::read_to_string(BOOT_ID).map(|s| s.trim().to_string()).ok().filter(|s| is_boot_id(s))?;
-    read_cache(&cache_dir.join(format!("{boot_id}.json")), &boot_id, systems)
+    Some((cache_dir.join(format!("{boot_id}.json")), boot_id))
 }
 
+/// This boot's layouts of `systems` from `cache_dir`, if saved there. Needs
+/// no instance, so a recorder reads them while prestart arms its own.
+pub fn load_cached(systems: &[&str], cache_dir: &Path) -> Option<Layouts> {
+    let (file, boot_id) = cache_file(cache_dir)?;
+    read_cache(&file, &boot_id, systems)
+}
+
+/// The layouts of every event of `systems`: from `cache_dir` when it holds
+/// this boot's, else from tracefs (see [`load_from_tracefs`]).
 pub fn load(inst: &Instance, systems: &[&str], cache_dir: Option<&Path>) -> Result<Layouts, Error> {
-    let boot_id = std::fs::read_to_string(BOOT_ID).map(|s| s.trim().to_string()).ok().filter(|s| is_boot_id(s));
-    let file = match (cache_dir, &boot_id) {
-        (Some(dir), Some(boot)) => Some(dir.join(format!("{boot}.json"))),
-        _ => None,
-    };
-    if let Some(file) = &file {
-        if let Some(layouts) = read_cache(file, boot_id.as_deref().unwrap_or_default(), systems) {
-            return Ok(layouts);
-        }
+    match cache_dir.and_then(|dir| load_cached(systems, dir)) {
+        Some(layouts) => Ok(layouts),
+        None => load_from_tracefs(inst, systems, cache_dir),
     }
+}
+
+/// The layouts of every event of `systems`, read from tracefs and saved in
+/// `cache_dir` for later recorders (a failed save only costs the next
+/// recorder the same read).
+pub fn load_from_tracefs(inst: &Instance, systems: &[&str], cache_dir: Option<&Path>) -> Result<Layouts, Error> {
     let header = HeaderPage::parse(&inst.header_page()?).unwrap_or_default();
     let mut formats = Vec::new();
     for system in systems {
@@ -82,14 +88,15 @@ pub fn load(inst: &Instance, systems: &[&str], cache_dir: Option<&Path>) -> Resu
             formats.push(f);
         }
     }
+    let file = cache_dir.and_then(cache_file);
     let cached = Cached {
         version: CACHE_VERSION,
-        boot_id: boot_id.unwrap_or_default(),
+        boot_id: file.as_ref().map(|(_, boot)| boot.clone()).unwrap_or_default(),
         systems: systems.iter().map(|s| s.to_string()).collect(),
         header,
         formats,
     };
-    if let Some(file) = &file {
+    if let Some((file, _)) = &file {
         save(file, &cached);
     }
     Ok(Layouts { header: cached.header, formats: cached.formats, cached: false })
