@@ -156,6 +156,12 @@ impl RecorderInfo {
     }
 }
 
+/// True if `recorder.json` names a recorder or remover of this container
+/// that still runs (see [`RecorderInfo::owns_instance`]).
+fn instance_owned(state_dir: &StateDir, id: &str) -> bool {
+    state_dir.read_json::<RecorderInfo>(id, RECORDER_FILE).is_ok_and(|r| r.owns_instance())
+}
+
 /// Prestart: validate, collect stale instances, write `state.json`, arm,
 /// start the recorder.
 pub fn prestart(settings: &Settings, state: &State) -> Result<Recording> {
@@ -489,7 +495,11 @@ pub fn record(state_dir: &StateDir, id: &str, ready_fd: Option<i32>, go_fd: Opti
     // (about 0.1 s here), so a child of ours does it and outlives us: see
     // `remove_detached`. Poststop waits only for the summary.
     let removal = (ended != Ended::InstanceGone).then(|| recorder::remove_detached(inst));
-    if let Some(Ok(recorder::Removal::Child(pid))) = removal {
+    let remover = match removal {
+        Some(Ok(recorder::Removal::Child(pid))) => Some(pid),
+        _ => None,
+    };
+    if let Some(pid) = remover {
         // Before the summary, which is what poststop waits for.
         info.remover = Some(Task { pid, start_ticks: task_facts(pid).0 });
         if let Err(e) = state_dir.write_json_unsynced(id, RECORDER_FILE, &info) {
@@ -502,7 +512,7 @@ pub fn record(state_dir: &StateDir, id: &str, ready_fd: Option<i32>, go_fd: Opti
             let _ = std::fs::remove_file(dir.join(SNAPSHOT_FILE));
         }
     }
-    if let Some(Ok(recorder::Removal::Child(pid))) = removal {
+    if let Some(pid) = remover {
         recorder::wait_for_conmon_exit_command(pid, Duration::from_millis(200));
     }
     tracing::info!(id = %id, summary_ms = drained.elapsed().as_millis() as u64, removal = ?removal, "recorder finished");
@@ -559,8 +569,7 @@ fn finish(settings: &Settings, recording: &Recording) -> Result<Summary> {
         }
     }
     if let Some(summary) = fresh_summary(&settings.state_dir, recording) {
-        let owned = settings.state_dir.read_json::<RecorderInfo>(id, RECORDER_FILE).is_ok_and(|r| r.owns_instance());
-        if !owned {
+        if !instance_owned(&settings.state_dir, id) {
             if let Some(inst) = tfs.open_instance(&recording.instance)? {
                 inst.remove()?;
             }
@@ -883,9 +892,7 @@ pub fn gc(tfs: &TraceFs, state_dir: &StateDir) -> Result<GcReport> {
         let Some(inst) = tfs.open_instance(&name)? else { continue };
         let gone = match &recording {
             Some(r) => {
-                let recorder: Option<RecorderInfo> = state_dir.read_json(id, RECORDER_FILE).ok();
-                let owned = recorder.is_some_and(|x| x.owns_instance());
-                !owned && !same_task_alive(r.host_pid, r.pid_start_ticks)
+                !instance_owned(state_dir, id) && !same_task_alive(r.host_pid, r.pid_start_ticks)
             }
             None => {
                 // Not ours to finish: only drop it if it is old and every
