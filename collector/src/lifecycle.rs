@@ -627,20 +627,16 @@ enum Waited {
 }
 
 /// Waits until this run's summary is written or the recorder is gone, up
-/// to `limit`: inotify on the container's directory (summaries are renamed
-/// into place) and a pidfd on the recorder, so it wakes at once.
+/// to `limit`. The recorder writes the summary a little before it exits
+/// (it hands the instance to its remover first), so its pidfd alone would
+/// wake too late: the summary is looked for every [`RESULT_POLL`] too.
+/// Not inotify: closing an inotify fd waits out an SRCU grace period, 7 ms
+/// measured on the container's stop path, more than this poll's latency.
 fn wait_for_result(state_dir: &StateDir, recording: &Recording, r: &RecorderInfo, limit: Duration) -> Waited {
-    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
     let deadline = Instant::now() + limit;
     let pid = r.pid as i32;
-    let inotify = state_dir.container_dir(&recording.id).ok().and_then(|dir| {
-        let i = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok()?;
-        i.add_watch(&dir, AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_CLOSE_WRITE).ok()?;
-        Some(i)
-    });
     let pidfd = record::recorder::pidfd_open(pid);
     loop {
-        // Checked after the watch was set up, so no write is missed.
         if let Some(s) = fresh_summary(state_dir, recording) {
             return Waited::Summary(Box::new(s));
         }
@@ -652,28 +648,23 @@ fn wait_for_result(state_dir: &StateDir, recording: &Recording, r: &RecorderInfo
         if left.is_zero() {
             return Waited::TimedOut;
         }
-        let mut fds = Vec::new();
-        if let Some(i) = &inotify {
-            fds.push(nix::poll::PollFd::new(i.as_fd(), nix::poll::PollFlags::POLLIN));
-        }
-        if let Some(p) = &pidfd {
-            fds.push(nix::poll::PollFd::new(p.as_fd(), nix::poll::PollFlags::POLLIN));
-        }
-        // Without both wake-ups, look again every 20 ms.
-        let wait = if fds.len() == 2 { left } else { left.min(Duration::from_millis(20)) };
-        let ms = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX).max(1);
-        let timeout = nix::poll::PollTimeout::try_from(ms).unwrap_or(nix::poll::PollTimeout::MAX);
-        if fds.is_empty() {
-            std::thread::sleep(wait);
-        } else if nix::poll::poll(&mut fds, timeout).is_err() {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        if let Some(i) = &inotify {
-            // Drain; the loop looks at the file itself.
-            while i.read_events().is_ok_and(|e| !e.is_empty()) {}
+        let wait = left.min(RESULT_POLL);
+        match &pidfd {
+            Some(p) => {
+                let mut fds = [nix::poll::PollFd::new(p.as_fd(), nix::poll::PollFlags::POLLIN)];
+                let ms = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX).max(1);
+                let timeout = nix::poll::PollTimeout::try_from(ms).unwrap_or(nix::poll::PollTimeout::MAX);
+                if nix::poll::poll(&mut fds, timeout).is_err() {
+                    std::thread::sleep(wait);
+                }
+            }
+            None => std::thread::sleep(wait),
         }
     }
 }
+
+/// How often [`wait_for_result`] looks for the summary.
+const RESULT_POLL: Duration = Duration::from_millis(2);
 
 /// The summary written for this run of the container, if there is one.
 fn fresh_summary(state_dir: &StateDir, recording: &Recording) -> Option<Summary> {
