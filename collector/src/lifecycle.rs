@@ -442,9 +442,19 @@ pub fn record(state_dir: &StateDir, id: &str, ready_fd: Option<i32>, go_fd: Opti
     };
     // Out of the container's cgroups, once the hook is released (moving
     // costs milliseconds a container start need not wait for; teardown
-    // comes much later).
+    // comes much later). Asked now, while the init task surely lives.
+    let tied = record::cgroup::tied_to_container(
+        &std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default(),
+        &std::fs::read_to_string(format!("/proc/{}/cgroup", recording.host_pid)).unwrap_or_default(),
+        id,
+    );
     let leave_cgroups = || {
+        let Some(why) = tied else {
+            tracing::debug!("no cgroup of the recorder goes away with the container; staying");
+            return;
+        };
         let (_moved, failed) = record::cgroup::leave_to_root(me);
+        tracing::debug!(why = %why, "left the cgroups");
         for e in failed {
             tracing::debug!(error = %e, "cgroup move failed");
         }

@@ -1,9 +1,16 @@
 //! Moving the recorder out of the container's cgroups.
 //!
-//! The hook (and so the recorder it starts) runs in the runtime's or the
-//! container's cgroup, and container teardown kills everything there. The
-//! recorder moves itself to the root of every hierarchy, v1 and v2, so it
-//! outlives the container long enough to finish.
+//! The hook (and so the recorder it starts) runs in the runtime's cgroup,
+//! which can be the container's own, a per-container scope (systemd:
+//! `libpod-conmon-<id>.scope`, `crio-conmon-<id>.scope`) or the pod's; the
+//! container's teardown kills everything there. Then the recorder moves
+//! itself to the root of every hierarchy, v1 and v2, so it outlives the
+//! container long enough to finish ([`tied_to_container`], [`leave_to_root`]).
+//!
+//! Where the runtime's cgroup is shared by all containers (podman with
+//! cgroupfs: `/libpod_parent/conmon`), the recorder stays: each move waits
+//! out an RCU grace period holding `cgroup_mutex`, and that cost the
+//! container's start about 10 ms (bench/start-overhead).
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -36,6 +43,42 @@ pub fn root_procs_files(mountinfo: &str) -> Vec<PathBuf> {
     out
 }
 
+/// Why the cgroups of `own` (a `/proc/PID/cgroup` text) go away with
+/// the container whose init task has `init` and whose id is `id`, or `None`
+/// when none of them does. A non-root cgroup is the container's when it is
+/// named after its id, is the init's own or lies inside it, or holds it (a
+/// pod). Without the init's cgroups (it is gone), every non-root one counts.
+pub fn tied_to_container(own: &str, init: &str, id: &str) -> Option<String> {
+    let init = memberships(init);
+    for (hierarchy, path) in memberships(own) {
+        if path == "/" {
+            continue;
+        }
+        let Some((_, init_path)) = init.iter().find(|(h, _)| *h == hierarchy) else {
+            return Some(format!("{path}: the container's cgroups are unknown"));
+        };
+        let holds = |outer: &str, inner: &str| inner.strip_prefix(outer).is_some_and(|rest| rest.starts_with('/'));
+        if !id.is_empty() && path.contains(id) {
+            return Some(format!("{path} is named after the container"));
+        }
+        if path == *init_path || holds(&path, init_path) || holds(init_path, &path) {
+            return Some(format!("{path} holds or is the container's {init_path}"));
+        }
+    }
+    None
+}
+
+/// `hierarchy-id:controllers` and path of each line of a
+/// `/proc/PID/cgroup` text.
+fn memberships(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let (hierarchy, path) = l.rsplit_once(':')?;
+            Some((hierarchy.to_string(), path.to_string()))
+        })
+        .collect()
+}
+
 /// Moves `pid` to the root cgroup of every hierarchy. Returns the files
 /// written; failures are returned too, for the caller to log.
 pub fn leave_to_root(pid: u32) -> (Vec<PathBuf>, Vec<MoveError>) {
@@ -55,6 +98,45 @@ pub fn leave_to_root(pid: u32) -> (Vec<PathBuf>, Vec<MoveError>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const ID: &str = "01d3601415195cb4c2c7156dae755e8b1b6efc1517177429b1433c9726a08e1d";
+
+    fn lines(paths: &[(&str, String)]) -> String {
+        paths.iter().map(|(h, p)| format!("{h}:{p}\n")).collect()
+    }
+
+    #[test]
+    fn a_cgroup_shared_by_all_containers_is_not_tied() {
+        // podman, cgroupfs, v1 hybrid: conmon's cgroup is one for all.
+        let ctr = format!("/libpod_parent/libpod-{ID}");
+        let own = lines(&[("9:name=systemd", "/".into()), ("4:memory", "/libpod_parent/conmon".into()), ("0:", "/".into())]);
+        let init = lines(&[("9:name=systemd", ctr.clone()), ("4:memory", ctr.clone()), ("0:", ctr)]);
+        assert_eq!(tied_to_container(&own, &init, ID), None);
+        // Already at every root.
+        assert_eq!(tied_to_container("4:memory:/\n0::/\n", &init, ID), None);
+    }
+
+    #[test]
+    fn scopes_pods_and_the_container_itself_are_tied() {
+        let init = lines(&[("0:", format!("/machine.slice/libpod-{ID}.scope/container"))]);
+        // systemd: a per-container conmon scope.
+        let own = lines(&[("0:", format!("/machine.slice/libpod-conmon-{ID}.scope"))]);
+        assert!(tied_to_container(&own, &init, ID).is_some_and(|w| w.contains("named after")));
+        // The container's own cgroup, and one inside it.
+        let own = lines(&[("0:", format!("/machine.slice/libpod-{ID}.scope"))]);
+        assert!(tied_to_container(&own, &init, "other").is_some());
+        let own = lines(&[("0:", format!("/machine.slice/libpod-{ID}.scope/container/x"))]);
+        assert!(tied_to_container(&own, &init, "other").is_some());
+        // CRI-O, conmon_cgroup = "pod": the pod holds the container.
+        let init = lines(&[("0:", "/kubepods/besteffort/pod1234/crio-abcd".into())]);
+        let own = lines(&[("0:", "/kubepods/besteffort/pod1234".into())]);
+        assert!(tied_to_container(&own, &init, "abcd-not-in-path").is_some());
+        // A sibling whose name merely starts like the pod's is not.
+        let own = lines(&[("0:", "/kubepods/besteffort/pod12345".into())]);
+        assert_eq!(tied_to_container(&own, &init, "zzz"), None);
+        // The init's cgroups unknown: any non-root one counts.
+        assert!(tied_to_container(&own, "", "zzz").is_some());
+    }
 
     #[test]
     fn finds_v1_v2_and_named_roots_but_not_sub_cgroup_binds() {
