@@ -160,8 +160,9 @@ fn recorder_leaves_the_cgroups_and_finishes_by_itself() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let rpid = recorder_pid(&env, id);
     assert!(alive(rpid), "recorder not running");
-    // Out of every cgroup hierarchy the hook ran in, right after it said
-    // ready: each line ends in ":/".
+    // The "container" (the sleeper) shares the hook's cgroups, so they go
+    // away with it: the recorder leaves every hierarchy right after it
+    // said ready, and each line ends in ":/".
     let cgroups = || std::fs::read_to_string(format!("/proc/{rpid}/cgroup")).unwrap_or_default();
     let moved = wait_until(Duration::from_secs(2), || {
         let c = cgroups();

@@ -4,8 +4,9 @@
 //!   cap, start the detached recorder, arm the instance, tell the recorder
 //!   "go" and wait until it says it is ready.
 //! - `record` (the recorder, `collector record <id>`): leave the cgroups
-//!   that go away with the container, stream until the init task exits, hand the instance to a
-//!   child that removes it, write the profile and the summary.
+//!   that go away with the container, stream until the init task exits,
+//!   hand the instance to a child that removes it, write the profile and
+//!   the summary.
 //! - `poststop` (the hook): wait for the recorder's summary; if the recorder
 //!   died, fall back to what is left in the ring buffer and mark the result
 //!   incomplete. The instance is removed on every path: by the recorder's
