@@ -193,6 +193,95 @@ fn recorder_leaves_the_cgroups_and_finishes_by_itself() {
     env.assert_no_instances("after the recorder finished");
 }
 
+/// A cgroup beside each non-root cgroup of this process, one per hierarchy
+/// it is in: a "container" cgroup that is neither the hook's nor holds it,
+/// like podman's `libpod-<id>` beside the shared `conmon` on cgroupfs.
+struct SiblingCgroups(Vec<std::path::PathBuf>);
+
+impl SiblingCgroups {
+    fn new(name: &str) -> Self {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+        let roots: Vec<std::path::PathBuf> = mountinfo
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                let dash = f.iter().position(|x| *x == "-")?;
+                let fstype = *f.get(dash + 1)?;
+                ((fstype == "cgroup" || fstype == "cgroup2") && f.get(3) == Some(&"/")).then(|| f[4].into())
+            })
+            .collect();
+        let me = std::process::id().to_string();
+        let mut dirs = Vec::new();
+        for line in std::fs::read_to_string("/proc/self/cgroup").expect("cgroup").lines() {
+            let Some((_, path)) = line.rsplit_once(':') else { continue };
+            if path == "/" {
+                continue;
+            }
+            for root in &roots {
+                let own = root.join(path.trim_start_matches('/'));
+                let procs = std::fs::read_to_string(own.join("cgroup.procs")).unwrap_or_default();
+                if !procs.lines().any(|p| p == me) {
+                    continue;
+                }
+                let sibling = own.parent().expect("non-root cgroup has a parent").join(name);
+                std::fs::create_dir_all(&sibling).expect("create sibling cgroup");
+                // A v1 cpuset takes no task before it has cpus and mems.
+                for f in ["cpuset.cpus", "cpuset.mems"] {
+                    if let Ok(v) = std::fs::read_to_string(own.join(f)) {
+                        let _ = std::fs::write(sibling.join(f), v.trim());
+                    }
+                }
+                dirs.push(sibling);
+            }
+        }
+        SiblingCgroups(dirs)
+    }
+
+    fn enter(&self, pid: u32) {
+        for d in &self.0 {
+            std::fs::write(d.join("cgroup.procs"), pid.to_string()).unwrap_or_else(|e| panic!("{}: {e}", d.display()));
+        }
+    }
+}
+
+impl Drop for SiblingCgroups {
+    fn drop(&mut self) {
+        for d in &self.0 {
+            wait_until(Duration::from_secs(2), || std::fs::remove_dir(d).is_ok() || !d.exists());
+        }
+    }
+}
+
+#[test]
+fn recorder_stays_in_a_cgroup_the_container_does_not_own() {
+    if !prerequisites(false) {
+        return;
+    }
+    let _g = serial();
+    let env = Env::new();
+    let cgroups = SiblingCgroups::new(&format!("oftest-stay-{}", std::process::id()));
+    let task = sleeper();
+    cgroups.enter(task.id());
+    let id = "hooktest-stay";
+    let (out, _) = hook(&env, "prestart", &state(id, "creating", Some(task.id()), true), &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rpid = recorder_pid(&env, id);
+    // Moving would cost the start an RCU grace period (bench/RESULTS.md);
+    // the hook's cgroups here outlive the "container", so it stays. The
+    // move would come right after ready; give it time to show.
+    std::thread::sleep(Duration::from_millis(300));
+    let own = std::fs::read_to_string("/proc/self/cgroup").expect("own cgroups");
+    let recorder = std::fs::read_to_string(format!("/proc/{rpid}/cgroup")).expect("recorder cgroups");
+    assert_eq!(recorder, own, "the recorder left cgroups that outlive the container");
+
+    stop(task);
+    let inst = format!("{INSTANCE_PREFIX}{id}");
+    assert!(wait_until(Duration::from_secs(10), || !env.instances().contains(&inst)), "instance not removed");
+    assert_eq!(read_json(&env.container_dir(id).join("summary.json"))["finished_by"], "recorder");
+    drop(cgroups);
+    env.assert_no_instances("after the recorder finished");
+}
+
 #[test]
 fn killed_recorder_falls_back_to_the_ring_buffer() {
     if !prerequisites(false) {
