@@ -242,7 +242,7 @@ fn create_private_dir(path: &Path) -> Result<()> {
 
 /// Whether [`write_atomic_as`] syncs the file and the rename to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
+enum Durability {
     Synced,
     Unsynced,
 }
@@ -254,7 +254,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// [`write_atomic`], with the syncs only if `durability` asks for them.
-pub fn write_atomic_as(path: &Path, bytes: &[u8], durability: Durability) -> Result<()> {
+fn write_atomic_as(path: &Path, bytes: &[u8], durability: Durability) -> Result<()> {
     let synced = durability == Durability::Synced;
     let err = |cause| Error::Write { path: path.to_path_buf(), cause };
     let dir = path.parent().unwrap_or(Path::new("."));

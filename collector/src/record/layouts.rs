@@ -9,6 +9,9 @@
 //! them from one file, whatever their state dir. Parsed, not the texts:
 //! re-parsing 730 texts took 4-6 ms of every container start. A missing,
 //! unreadable, foreign or older-format cache is simply rebuilt.
+//!
+//! The recorder asks [`load_cached`] while prestart arms its instance and,
+//! on a miss, [`load_from_tracefs`] (which saves the cache) once it is.
 
 use std::path::{Path, PathBuf};
 
@@ -63,15 +66,6 @@ fn cache_file(cache_dir: &Path) -> Option<(PathBuf, String)> {
 pub fn load_cached(systems: &[&str], cache_dir: &Path) -> Option<Layouts> {
     let (file, boot_id) = cache_file(cache_dir)?;
     read_cache(&file, &boot_id, systems)
-}
-
-/// The layouts of every event of `systems`: from `cache_dir` when it holds
-/// this boot's, else from tracefs (see [`load_from_tracefs`]).
-pub fn load(inst: &Instance, systems: &[&str], cache_dir: Option<&Path>) -> Result<Layouts, Error> {
-    match cache_dir.and_then(|dir| load_cached(systems, dir)) {
-        Some(layouts) => Ok(layouts),
-        None => load_from_tracefs(inst, systems, cache_dir),
-    }
 }
 
 /// The layouts of every event of `systems`, read from tracefs and saved in

@@ -69,7 +69,7 @@ impl Stream {
     /// `systems` (plus `events/header_page`) from tracefs.
     pub fn open(inst: &Instance, systems: &[&str]) -> Result<Self, Error> {
         let pipes = inst.open_raw_pipes()?;
-        let layouts = layouts::load(inst, systems, None)?;
+        let layouts = layouts::load_from_tracefs(inst, systems, None)?;
         Ok(Self::with_layouts(pipes, &layouts))
     }
 
