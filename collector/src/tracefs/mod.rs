@@ -17,6 +17,15 @@ pub use mountinfo::find_tracefs;
 /// Every instance we create starts with this, so nothing else's is touched.
 pub const INSTANCE_PREFIX: &str = "oci_ftrace_";
 
+/// The event systems whose triggers [`Instance::remove`] takes off one at a
+/// time before the rmdir (the in-kernel quench, `record::quench`, sets them
+/// on `syscalls`).
+pub const TRIGGER_SYSTEMS: &[&str] = &["syscalls"];
+
+/// The pause between two trigger removals, so that other writers waiting
+/// for the kernel's `event_mutex` get it in between.
+const TRIGGER_REMOVAL_PAUSE: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// Where tracefs is mounted when we have to mount it ourselves.
 pub const DEFAULT_MOUNT: &str = "/sys/kernel/tracing";
 
@@ -303,6 +312,44 @@ impl Instance {
         self.write(&format!("events/{system}/enable"), if on { "1" } else { "0" })
     }
 
+    /// Adds one trigger to `events/<system>/<event>/trigger`.
+    pub fn add_trigger(&self, system: &str, event: &str, trigger: &str) -> Result<()> {
+        self.write(&format!("events/{system}/{event}/trigger"), trigger)
+    }
+
+    /// The triggers set on one event, as the kernel lists them.
+    pub fn triggers(&self, system: &str, event: &str) -> Result<Vec<String>> {
+        let text = self.read_to_string(&format!("events/{system}/{event}/trigger"))?;
+        Ok(text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).map(str::to_string).collect())
+    }
+
+    /// Removes every trigger on the events of `system`, one at a time with
+    /// `pause` between them, and returns how many went.
+    ///
+    /// Why one at a time: the kernel (before 7.0) frees each trigger after
+    /// an RCU grace period while it holds `event_mutex`, 60-150 ms each
+    /// here. An rmdir frees them all in one go and would hold the mutex,
+    /// which every other instance's writes need (a starting container's
+    /// arming among them), for all of them at once.
+    pub fn clear_triggers(&self, system: &str, pause: std::time::Duration) -> usize {
+        let Ok(events) = self.event_names(system) else { return 0 };
+        let mut removed = 0;
+        for event in events {
+            let Ok(triggers) = self.triggers(system, &event) else { continue };
+            for trigger in triggers {
+                let Some(command) = removal_command(&trigger) else { continue };
+                if removed > 0 {
+                    std::thread::sleep(pause);
+                }
+                match self.add_trigger(system, &event, &command) {
+                    Ok(()) => removed += 1,
+                    Err(e) => tracing::debug!(error = %e, "could not remove a trigger"),
+                }
+            }
+        }
+        removed
+    }
+
     /// Ring-buffer accounting for every CPU of this instance.
     pub fn cpu_stats(&self) -> Result<Vec<CpuStats>> {
         let mut out = Vec::new();
@@ -314,7 +361,8 @@ impl Instance {
         Ok(out)
     }
 
-    /// Removes the directory. The kernel's rmdir itself stops recording,
+    /// Removes the directory, its triggers first, one at a time (see
+    /// [`Instance::clear_triggers`]). The kernel's rmdir itself stops recording,
     /// clears the pid filter and turns every event off; doing those first
     /// from here would only add RCU grace periods (each clear of
     /// `set_event_pid` waits out one more, 40-90 ms). Only if the rmdir
@@ -322,6 +370,9 @@ impl Instance {
     /// one by one, so what is left behind at least costs nothing, and the
     /// rmdir tried again.
     pub fn remove(self) -> Result<()> {
+        for system in TRIGGER_SYSTEMS {
+            self.clear_triggers(system, TRIGGER_REMOVAL_PAUSE);
+        }
         match fs::remove_dir(&self.path) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -374,6 +425,26 @@ impl Drop for InstanceGuard {
 }
 
 /// Writes a value in place: no create, no truncate, one `write_all`.
+/// The `!command` that removes a trigger as the kernel lists it, e.g.
+/// `disable_event:syscalls:sys_enter_read:unlimited if comm != "x"` gives
+/// `!disable_event:syscalls:sys_enter_read`: the kernel matches on the
+/// command and its target, not on the count or the filter.
+fn removal_command(listed: &str) -> Option<String> {
+    let head = listed.split_whitespace().next()?;
+    let mut parts = head.split(':');
+    let command = parts.next()?;
+    let keep = match command {
+        "enable_event" | "disable_event" => {
+            let system = parts.next()?;
+            let event = parts.next()?;
+            format!("{command}:{system}:{event}")
+        }
+        "traceon" | "traceoff" | "stacktrace" | "snapshot" => command.to_string(),
+        _ => return None,
+    };
+    Some(format!("!{keep}"))
+}
+
 fn write_value(path: &Path, value: &str) -> Result<()> {
     let err = |cause| Error::Write { path: path.to_path_buf(), value: value.to_string(), cause };
     if value.is_empty() {
@@ -387,6 +458,17 @@ fn write_value(path: &Path, value: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn removal_commands_keep_command_and_target_only() {
+        assert_eq!(
+            removal_command("disable_event:syscalls:sys_enter_read:unlimited if comm != \"runc:?2:INIT?\"").as_deref(),
+            Some("!disable_event:syscalls:sys_enter_read")
+        );
+        assert_eq!(removal_command("traceoff:5 if common_pid > 0").as_deref(), Some("!traceoff"));
+        assert_eq!(removal_command("hist:keys=pid").as_deref(), None);
+        assert_eq!(removal_command("").as_deref(), None);
+    }
 
     #[test]
     fn parses_stats() {
