@@ -220,7 +220,14 @@ pub fn prestart(settings: &Settings, state: &State) -> Result<Recording> {
     // waits for "go" before it touches the instance. Dropping `spawned`
     // without `go` (arming failed) makes it exit.
     let spawned = settings.collector.as_deref().map(|c| spawn_recorder(c, &settings.state_dir, &id));
-    let inst = record::arm(&tfs, &name, &[pid], record::buffer_size_kb(mode, settings.buffer_size_kb), mode)?;
+    let inst = record::arm(
+        &tfs,
+        &name,
+        &[pid],
+        record::buffer_size_kb(mode, settings.buffer_size_kb),
+        mode,
+        recording.runtime_comm.as_deref(),
+    )?;
     tracing::info!(id = %id, pid, instance = %name, ?mode, "armed");
 
     let wait = settings.ready_deadline.map_or(settings.ready_timeout, |d| d.saturating_duration_since(Instant::now()));

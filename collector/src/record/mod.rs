@@ -9,6 +9,7 @@
 pub mod cgroup;
 pub mod layouts;
 pub mod nspid;
+pub mod quench;
 pub mod recorder;
 pub mod stream;
 
@@ -53,7 +54,7 @@ pub const DECODED_SYSTEMS: &[&str] = &["syscalls", "sched", "task", "signal"];
 
 /// A filter no exit event passes (`ret` never takes this value). Enter
 /// events have no `ret` field, so the subsystem filter skips them.
-const EXIT_FILTER: &str = "ret == 0x7ffffffffffffff";
+pub(crate) const EXIT_FILTER: &str = "ret == 0x7ffffffffffffff";
 
 /// The annotation that selects the mode.
 pub const MODE_ANNOTATION: &str = "oci-ftrace-syscall-analyzer/mode";
@@ -107,13 +108,23 @@ pub fn instance_name(id: &str) -> String {
 /// on `ret`, a field only the exit events have, keeps exits out of the
 /// buffer until the recorder switches them off ([`tune`]). On any failure
 /// the instance is removed.
-pub fn arm(tfs: &TraceFs, name: &str, pids: &[i32], buffer_size_kb: Option<u64>, mode: Mode) -> Result<Instance> {
+pub fn arm(
+    tfs: &TraceFs,
+    name: &str,
+    pids: &[i32],
+    buffer_size_kb: Option<u64>,
+    mode: Mode,
+    runtime_comm: Option<&str>,
+) -> Result<Instance> {
     let guard = InstanceGuard::new(tfs.create_instance(name)?);
     let inst = guard.instance();
     inst.set_tracing_on(false)?;
     if let Some(kb) = buffer_size_kb {
         inst.set_buffer_size_kb(kb)?;
     }
+    // A full buffer drops the newest records, counted, and keeps the
+    // oldest: the window's start and the first sight of each call.
+    inst.set_option("overwrite", false)?;
     // event-fork first, so children forked right after the pid write are
     // followed.
     inst.set_option("event-fork", true)?;
@@ -128,6 +139,12 @@ pub fn arm(tfs: &TraceFs, name: &str, pids: &[i32], buffer_size_kb: Option<u64>,
     }
     if mode == Mode::Profile {
         inst.write("events/syscalls/filter", EXIT_FILTER)?;
+        // Without triggers the user-space quench still works: slower to
+        // react, never wrong.
+        match quench::arm(inst, runtime_comm) {
+            Ok(n) => tracing::debug!(instance = %inst.name(), triggers = n, "in-kernel quench armed"),
+            Err(e) => tracing::warn!(instance = %inst.name(), error = %e, "in-kernel quench not armed: a busy container may overrun the buffer"),
+        }
     }
     inst.set_tracing_on(true)?;
     Ok(guard.keep())
@@ -152,11 +169,14 @@ pub fn enable_syscalls(inst: &Instance) -> Result<()> {
 }
 
 /// What is too slow for the start path: in profile mode, the exit events
-/// off (360 writes; what they recorded meanwhile is simply ignored).
+/// off (360 writes; what they recorded meanwhile is simply ignored), except
+/// those of the in-kernel quench ([`quench::HOT`]): they switch their call
+/// off, and go off themselves once their call has been seen.
 /// `events` are the names under `events/syscalls`.
 pub fn tune(inst: &Instance, mode: Mode, events: &[String]) -> Result<()> {
     if mode == Mode::Profile {
-        for event in events.iter().filter(|e| e.starts_with("sys_exit_")) {
+        let quenching = |e: &str| e.strip_prefix("sys_exit_").is_some_and(quench::is_hot);
+        for event in events.iter().filter(|e| e.starts_with("sys_exit_") && !quenching(e)) {
             inst.set_event("syscalls", event, false)?;
         }
     }

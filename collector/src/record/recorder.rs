@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::layouts;
 use super::nspid::NsPids;
 use super::stream::{Stream, StreamStats};
-use super::{enable_syscalls, syscalls_without_event, tune, Mode, Result};
+use super::{enable_syscalls, quench, syscalls_without_event, tune, Mode, Result};
 use crate::trace::Event;
 use crate::profile::{Aggregator, Analysis, Window};
 use crate::tracefs::{CpuStats, Instance};
@@ -263,6 +263,11 @@ fn quench(inst: &Instance, stream: &Stream, agg: &mut Aggregator, mode: Mode, of
             Ok(()) => {
                 off.insert(nr);
                 went_off += 1;
+                // Its call seen, an in-kernel quench's exit event has done
+                // its job; off, it no longer costs the workload.
+                if let Some(exit) = quench_exit(&ev.name) {
+                    let _ = inst.set_event(&ev.system, &exit, false);
+                }
             }
             // Off is an optimisation.
             Err(e) => tracing::debug!(event = %ev.name, error = %e, "could not switch event off"),
@@ -271,6 +276,13 @@ fn quench(inst: &Instance, stream: &Stream, agg: &mut Aggregator, mode: Mode, of
     let mut went_on = 0;
     for nr in restored {
         let Some(ev) = stream.enter_event_for(nr) else { continue };
+        // The exit first, so the in-kernel quench is back before the call
+        // can be recorded again.
+        if let Some(exit) = quench_exit(&ev.name) {
+            if let Err(e) = inst.set_event(&ev.system, &exit, true) {
+                tracing::warn!(event = %exit, error = %e, "could not switch the quench back on");
+            }
+        }
         match inst.set_event(&ev.system, &ev.name, true) {
             Ok(()) => {
                 off.remove(&nr);
@@ -281,6 +293,12 @@ fn quench(inst: &Instance, stream: &Stream, agg: &mut Aggregator, mode: Mode, of
         }
     }
     (went_off, went_on)
+}
+
+/// The exit event that quenches `enter` in the kernel, if it is one of
+/// [`quench::HOT`].
+fn quench_exit(enter: &str) -> Option<String> {
+    enter.strip_prefix("sys_enter_").filter(|s| quench::is_hot(s)).map(|s| format!("sys_exit_{s}"))
 }
 
 fn snapshot(agg: &Aggregator, stream: &Stream, quenched: usize, ns_pids: &NsPids) -> Snapshot {
