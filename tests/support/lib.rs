@@ -129,6 +129,11 @@ pub struct Env {
 
 impl Env {
     pub fn new() -> Self {
+        Self::with_hook_args(&[])
+    }
+
+    /// [`Env::new`] with more arguments for the hook (`--hook-arg=…`).
+    pub fn with_hook_args(hook_args: &[&str]) -> Self {
         let dir = tempfile::Builder::new().prefix("oci-ftrace-e2e").tempdir().expect("tempdir");
         let env = Env { dir };
         make_rootfs(&env.rootfs());
@@ -143,6 +148,7 @@ impl Env {
             // Other runs on a developer's machine (benchmarks) may hold
             // instances; the cap itself is tested on its own.
             .arg("--hook-arg=--max-instances=16")
+            .args(hook_args.iter().map(|a| format!("--hook-arg={a}")))
             .output()
             .expect("run collector install-hooks");
         assert!(out.status.success(), "install-hooks: {}", String::from_utf8_lossy(&out.stderr));
