@@ -82,7 +82,7 @@ fn prestart_arms_quickly_and_poststop_cleans_up() {
     stop(task);
     let (out, _) = hook(&env, "poststop", &state(id, "stopped", None, true), &[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(wait_until(Duration::from_secs(5), || !inst.exists()), "the instance was not removed");
+    assert!(wait_until(INSTANCE_REMOVAL, || !inst.exists()), "the instance was not removed");
     let summary = read_json(&env.container_dir(id).join("summary.json"));
     // A plain process has no runtime: the window opens at the first event,
     // and the summary says so.
@@ -179,7 +179,7 @@ fn recorder_leaves_the_cgroups_and_finishes_by_itself() {
     // The container's init dies; nobody calls poststop.
     stop(task);
     let inst = format!("{INSTANCE_PREFIX}{id}");
-    assert!(wait_until(Duration::from_secs(10), || !env.instances().contains(&inst)), "instance not removed");
+    assert!(wait_until(INSTANCE_REMOVAL, || !env.instances().contains(&inst)), "instance not removed");
     assert!(wait_until(Duration::from_secs(5), || !alive(rpid)), "recorder still running");
     let summary = read_json(&env.container_dir(id).join("summary.json"));
     assert_eq!(summary["finished_by"], "recorder");
@@ -276,7 +276,7 @@ fn recorder_stays_in_a_cgroup_the_container_does_not_own() {
 
     stop(task);
     let inst = format!("{INSTANCE_PREFIX}{id}");
-    assert!(wait_until(Duration::from_secs(10), || !env.instances().contains(&inst)), "instance not removed");
+    assert!(wait_until(INSTANCE_REMOVAL, || !env.instances().contains(&inst)), "instance not removed");
     assert_eq!(read_json(&env.container_dir(id).join("summary.json"))["finished_by"], "recorder");
     drop(cgroups);
     env.assert_no_instances("after the recorder finished");

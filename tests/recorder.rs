@@ -71,7 +71,7 @@ fn killed_container_is_finished_by_the_recorder() {
             .is_some_and(|s| s["finished_by"] == "recorder")
     });
     assert!(done, "no summary from the recorder");
-    assert!(wait_until(Duration::from_secs(5), || !env.instances().contains(&inst)), "instance left");
+    assert!(wait_until(INSTANCE_REMOVAL, || !env.instances().contains(&inst)), "instance left");
     assert!(profile_names(&env, &id).contains("getdents64"), "ls's calls missing");
     drop(container);
     env.assert_no_instances("after the killed container");

@@ -10,6 +10,10 @@ use std::sync::{Mutex, MutexGuard};
 pub const INSTANCE_PREFIX: &str = "oci_ftrace_";
 pub const TRACE_ANNOTATION: &str = "oci-ftrace-syscall-analyzer/trace=true";
 
+/// How long an instance may take to go after its container ended (see
+/// [`Env::assert_no_instances`]).
+pub const INSTANCE_REMOVAL: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Tests touch one kernel and one podman: run them one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -259,12 +263,14 @@ impl Env {
     }
 
     /// Fails the test if any instance of this env's containers is left.
-    /// Each recorder removes its instance right after writing the summary,
-    /// and poststop does not wait for that (it waits out RCU grace periods,
-    /// about 0.1 s), so a few seconds are allowed before anything counts as
-    /// left behind.
+    /// Each recorder's child removes its instance right after the summary
+    /// is written, and poststop does not wait for that: the in-kernel
+    /// quench's triggers go one at a time, each after an RCU grace period
+    /// (about 3 s in all here, more on a loaded machine), so
+    /// [`INSTANCE_REMOVAL`] is allowed before anything counts as left
+    /// behind.
     pub fn assert_no_instances(&self, context: &str) {
-        wait_until(std::time::Duration::from_secs(5), || self.instances().is_empty());
+        wait_until(INSTANCE_REMOVAL, || self.instances().is_empty());
         let left = self.instances();
         if !left.is_empty() {
             self.cleanup();

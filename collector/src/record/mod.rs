@@ -5,6 +5,24 @@
 //! Arming is quiet first (tracing off), then options, pids and events, and
 //! only then tracing on, so the first recorded event already has the
 //! container's pid filter in force.
+//!
+//! How the window rule, checkpoint episodes and the quench fit together:
+//! - The kernel records every call of the container's tasks until that
+//!   call's event is switched off; the *window* (`profile::window`) and the
+//!   *episodes* (`profile::episode`) are applied afterwards, in user space,
+//!   to decide which records count.
+//! - So switching an event off is only safe once a record of that call
+//!   that *counts* is in the buffer. The recorder switches off what counted
+//!   ([`recorder`]); the kernel switches off the hot calls at their first
+//!   call by a non-runtime task ([`quench`]), which is always inside the
+//!   window: the runtime's pre-window setup runs under its own comm.
+//! - A call first made by CRIU's parasite in a checkpoint episode does not
+//!   count; if it switched the call's event off, the recorder switches it
+//!   back on once it sees the episode ("restored"), and for a hot call the
+//!   kernel's trigger then switches it off again at the workload's next
+//!   call, recorded.
+//! - The buffer keeps its oldest records when full: a drop can only hide
+//!   later calls, and is counted, so the profile is then marked incomplete.
 
 pub mod cgroup;
 pub mod layouts;
@@ -116,6 +134,8 @@ pub fn arm(
     mode: Mode,
     runtime_comm: Option<&str>,
 ) -> Result<Instance> {
+    // One burst, between other instances' trigger removals.
+    let _lock = crate::tracefs::WriterLock::acquire();
     let guard = InstanceGuard::new(tfs.create_instance(name)?);
     let inst = guard.instance();
     inst.set_tracing_on(false)?;

@@ -26,6 +26,54 @@ pub const TRIGGER_SYSTEMS: &[&str] = &["syscalls"];
 /// for the kernel's `event_mutex` get it in between.
 const TRIGGER_REMOVAL_PAUSE: std::time::Duration = std::time::Duration::from_millis(2);
 
+/// The lock file of [`WriterLock`].
+pub const WRITER_LOCK: &str = "/run/oci-ftrace-syscall-analyzer/tracefs.lock";
+
+/// A machine-wide lock between the two kinds of tracefs writers that meet
+/// on the kernel's `event_mutex`: a trigger removal, which holds it for a
+/// grace period (60-150 ms), and an arming, a burst of ~50 short writes on
+/// a container's start path. Without it each write of the burst could wait
+/// out a removal of its own. Taken per removal and around the whole
+/// arming, so arming waits for at most one removal. Best effort: if the
+/// lock file cannot be had, nothing is locked. Re-entrant within a thread.
+pub struct WriterLock {
+    _file: Option<nix::fcntl::Flock<fs::File>>,
+    outer: bool,
+}
+
+thread_local! {
+    static WRITER_LOCK_HELD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+impl WriterLock {
+    pub fn acquire() -> Self {
+        if WRITER_LOCK_HELD.with(|h| h.get()) {
+            return WriterLock { _file: None, outer: false };
+        }
+        let path = Path::new(WRITER_LOCK);
+        if let Some(dir) = path.parent() {
+            let _ = fs::create_dir_all(dir);
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .ok()
+            .and_then(|f| nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).ok());
+        WRITER_LOCK_HELD.with(|h| h.set(true));
+        WriterLock { _file: file, outer: true }
+    }
+}
+
+impl Drop for WriterLock {
+    fn drop(&mut self) {
+        if self.outer {
+            WRITER_LOCK_HELD.with(|h| h.set(false));
+        }
+    }
+}
+
 /// Where tracefs is mounted when we have to mount it ourselves.
 pub const DEFAULT_MOUNT: &str = "/sys/kernel/tracing";
 
@@ -341,6 +389,7 @@ impl Instance {
                 if removed > 0 {
                     std::thread::sleep(pause);
                 }
+                let _lock = WriterLock::acquire();
                 match self.add_trigger(system, &event, &command) {
                     Ok(()) => removed += 1,
                     Err(e) => tracing::debug!(error = %e, "could not remove a trigger"),
