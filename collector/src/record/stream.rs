@@ -19,6 +19,10 @@ use crate::tracefs::{self, Instance};
 /// Records this much older than the newest one seen are taken as final.
 const SLACK_NS: u64 = 10_000_000;
 
+/// Syscall numbers below this are looked up by index (x86_64 has ~460;
+/// larger ones, e.g. the x32 range, are not switched off by number).
+const MAX_NR: usize = 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
@@ -55,7 +59,8 @@ pub struct Stream {
     decoder: Decoder,
     names: HashMap<u16, EventName>,
     /// Per-syscall enter event that recorded each number.
-    enter_events: HashMap<i64, u16>,
+    /// By syscall number (below [`MAX_NR`]): the per-syscall event id.
+    enter_events: Vec<Option<u16>>,
     held: Vec<Record>,
     /// Newest timestamp decoded so far.
     newest: u64,
@@ -84,7 +89,7 @@ impl Stream {
             page: vec![0; header.page_size().max(4096)],
             decoder,
             names,
-            enter_events: HashMap::new(),
+            enter_events: vec![None; MAX_NR],
             held: Vec::new(),
             newest: 0,
             stats: StreamStats::default(),
@@ -103,7 +108,8 @@ impl Stream {
 
     /// The per-syscall enter event that recorded `nr`, once one has.
     pub fn enter_event_for(&self, nr: i64) -> Option<&EventName> {
-        self.enter_events.get(&nr).and_then(|id| self.names.get(id))
+        let id = usize::try_from(nr).ok().and_then(|i| self.enter_events.get(i).copied().flatten())?;
+        self.names.get(&id)
     }
 
     /// Reads every CPU until it is empty, or for at most `max_pages` pages
@@ -170,8 +176,11 @@ impl Stream {
                 Ok(rec) => {
                     if let Event::SysEnter { nr, .. } = rec.event {
                         let id = u16::from_le_bytes([raw.payload[0], raw.payload[1]]);
-                        if !enter_events.contains_key(&nr) && names.get(&id).is_some_and(|n| n.system == "syscalls") {
-                            enter_events.insert(nr, id);
+                        let slot = usize::try_from(nr).ok().and_then(|i| enter_events.get_mut(i));
+                        if let Some(slot @ None) = slot {
+                            if names.get(&id).is_some_and(|n| n.system == "syscalls") {
+                                *slot = Some(id);
+                            }
                         }
                     }
                     held.push(rec);

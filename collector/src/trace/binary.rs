@@ -2,7 +2,6 @@
 //! each field is; this turns `trace_pipe_raw` pages into [`Record`]s without
 //! going through text.
 
-use std::collections::HashMap;
 
 use super::format::{EventFormat, Field, HeaderPage, Layout};
 use super::page::{for_each_event, read_uint, PageError, PageInfo};
@@ -46,7 +45,9 @@ struct Entry {
 pub struct Decoder {
     header: HeaderPage,
     common_pid: Field,
-    by_id: HashMap<u16, Entry>,
+    /// Indexed by event id: one bounds-checked load per record, where a
+    /// hash map cost a hash per record on the recorder's hottest path.
+    by_id: Vec<Option<Entry>>,
 }
 
 impl Decoder {
@@ -55,7 +56,11 @@ impl Decoder {
             .iter()
             .find_map(|f| f.field("common_pid").cloned())
             .unwrap_or(Field { name: "common_pid".into(), offset: 4, size: 4, signed: true, layout: Layout::Inline });
-        let by_id = formats.iter().map(|f| (f.id, Entry { name: f.name.clone(), kind: kind_of(f) })).collect();
+        let len = formats.iter().map(|f| usize::from(f.id) + 1).max().unwrap_or(0);
+        let mut by_id: Vec<Option<Entry>> = vec![None; len];
+        for f in formats {
+            by_id[usize::from(f.id)] = Some(Entry { name: f.name.clone(), kind: kind_of(f) });
+        }
         Decoder { header, common_pid, by_id }
     }
 
@@ -67,7 +72,7 @@ impl Decoder {
     pub fn decode(&self, cpu: u32, ts: u64, payload: &[u8]) -> Result<Record, DecodeError> {
         let id = read_uint(payload, 0, 2).ok_or(DecodeError::Short { len: payload.len() })? as u16;
         let pid = read_uint(payload, self.common_pid.offset, 4).ok_or(DecodeError::Short { len: payload.len() })? as u32 as i32;
-        let entry = self.by_id.get(&id).ok_or(DecodeError::UnknownType { id })?;
+        let entry = self.by_id.get(usize::from(id)).and_then(Option::as_ref).ok_or(DecodeError::UnknownType { id })?;
         let r = Reader { name: &entry.name, payload };
         let event = match &entry.kind {
             Kind::RawEnter { id, args } => {
