@@ -2,9 +2,11 @@
 //!
 //! [`window`] decides which records count, [`episode`] keeps CRIU's
 //! checkpoint calls out of them, [`analysis`] aggregates them, [`names`]
-//! maps numbers to seccomp names, and [`seccomp`] writes the JSON.
+//! maps numbers to seccomp names, and [`seccomp`] writes the JSON, with
+//! [`enosys`] deciding which unseen calls answer ENOSYS.
 
 pub mod analysis;
+pub mod enosys;
 pub mod episode;
 pub mod names;
 pub mod seccomp;
