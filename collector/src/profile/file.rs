@@ -100,7 +100,7 @@ pub fn parse(bytes: &[u8]) -> Result<ProfileFile, serde_json::Error> {
             let exc = r.excludes.unwrap_or_default();
             let mut why = Vec::new();
             if r.args.as_ref().is_some_and(|a| !a.is_empty()) {
-                why.push("argument conditions".to_string());
+                why.push("for some arguments".to_string());
             }
             if let Some(caps) = inc.caps.filter(|c| !c.is_empty()) {
                 why.push(format!("with {}", caps.join(", ")));
@@ -189,7 +189,7 @@ mod tests {
         assert_eq!(p.allowed().into_iter().collect::<Vec<_>>(), ["read", "write"]);
         let cond = p.allowed_conditionally();
         assert_eq!(cond.get("mount").map(String::as_str), Some("with CAP_SYS_ADMIN"));
-        assert_eq!(cond.get("personality").map(String::as_str), Some("argument conditions"));
+        assert_eq!(cond.get("personality").map(String::as_str), Some("for some arguments"));
         #[cfg(target_arch = "x86_64")]
         assert!(!cond.contains_key("s390_only"));
     }
