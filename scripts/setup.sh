@@ -7,8 +7,9 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
 need=()
+# gcc and libc6-dev build the static C fixtures of the e2e tests (tests/fixtures).
 for pair in runc:runc podman:podman busybox-static:/bin/busybox jq:jq strace:strace \
-            zstd:zstd make:make bpftrace:bpftrace; do
+            zstd:zstd make:make bpftrace:bpftrace gcc:gcc libc6-dev:/usr/include/stdio.h; do
     pkg=${pair%%:*} probe=${pair#*:}
     case $probe in
         /*) [ -e "$probe" ] || need+=("$pkg") ;;

@@ -6,8 +6,10 @@
 //! (pure parsing) → [`profile`] (seccomp JSON) and [`checkpoint`] (CRIU
 //! archives) → [`report`] (the only stdout writer). [`container`] holds the
 //! validated hook input and the state directory; [`lifecycle`] strings the
-//! stages together for the hook's prestart and poststop.
+//! stages together for the hook's prestart and poststop. [`catalog`] is the
+//! state directory as users manage it (list, load, merge inputs).
 
+pub mod catalog;
 pub mod checkpoint;
 pub mod container;
 pub mod lifecycle;

@@ -3,13 +3,18 @@
 //! The output is the subset both CRI-O/Podman (containers/common) and
 //! containerd (OCI `LinuxSeccomp`) accept: deny by default with EPERM, the
 //! native architecture only (32-bit ABI calls were not traced, so they stay
-//! denied), and one sorted allow rule.
+//! denied), one sorted allow rule, and one rule that answers the unseen
+//! calls of [`super::enosys::FALLBACKS`] with ENOSYS so that libcs fall
+//! back to the older call instead of failing.
 
 use std::collections::BTreeSet;
 
 use oci_spec::runtime::{Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompBuilder, LinuxSyscallBuilder};
 
-/// EPERM, so a denied call fails with "Operation not permitted".
+/// EPERM, so a denied call fails with "Operation not permitted" (and not
+/// with ENOSYS, which programs take as "try something else"); the calls
+/// where falling back is the right answer are listed in
+/// [`super::enosys::FALLBACKS`].
 pub const DEFAULT_ERRNO: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
@@ -20,18 +25,42 @@ pub enum Error {
     Json(serde_json::Error),
 }
 
-/// Builds the profile that allows exactly `names`.
+/// Builds the profile that allows exactly `names` on the native
+/// architecture (and answers the unseen fallback calls with ENOSYS).
 pub fn build(names: &BTreeSet<String>) -> Result<LinuxSeccomp, Error> {
+    build_for(names, vec![native_arch()])
+}
+
+/// [`build`] for the given architectures (a merge of profiles recorded on
+/// several).
+pub fn build_for(names: &BTreeSet<String>, architectures: Vec<Arch>) -> Result<LinuxSeccomp, Error> {
     let mut builder = LinuxSeccompBuilder::default()
         .default_action(LinuxSeccompAction::ScmpActErrno)
         .default_errno_ret(DEFAULT_ERRNO)
-        .architectures(vec![native_arch()]);
+        .architectures(architectures);
+    let mut rules = Vec::new();
     if !names.is_empty() {
-        let rule = LinuxSyscallBuilder::default()
-            .names(names.iter().cloned().collect::<Vec<_>>())
-            .action(LinuxSeccompAction::ScmpActAllow)
-            .build().map_err(Error::Build)?;
-        builder = builder.syscalls(vec![rule]);
+        rules.push(
+            LinuxSyscallBuilder::default()
+                .names(names.iter().cloned().collect::<Vec<_>>())
+                .action(LinuxSeccompAction::ScmpActAllow)
+                .build()
+                .map_err(Error::Build)?,
+        );
+    }
+    let enosys = super::enosys::unseen(names);
+    if !enosys.is_empty() {
+        rules.push(
+            LinuxSyscallBuilder::default()
+                .names(enosys.into_iter().collect::<Vec<_>>())
+                .action(LinuxSeccompAction::ScmpActErrno)
+                .errno_ret(super::enosys::ENOSYS)
+                .build()
+                .map_err(Error::Build)?,
+        );
+    }
+    if !rules.is_empty() {
+        builder = builder.syscalls(rules);
     }
     builder.build().map_err(Error::Build)
 }
@@ -54,7 +83,8 @@ pub fn allowed_names(profile: &LinuxSeccomp) -> BTreeSet<String> {
         .collect()
 }
 
-fn native_arch() -> Arch {
+/// The seccomp architecture this binary runs on.
+pub fn native_arch() -> Arch {
     match std::env::consts::ARCH {
         "aarch64" => Arch::ScmpArchAarch64,
         "x86" => Arch::ScmpArchX86,
@@ -73,16 +103,23 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn exact_json_shape() {
-        let names: BTreeSet<String> = ["write", "read", "exit_group"].into_iter().map(String::from).collect();
+        let names: BTreeSet<String> =
+            ["write", "read", "exit_group", "statx", "clone"].into_iter().map(String::from).collect();
         let json = to_json(&build(&names).unwrap()).unwrap();
         let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        // statx was seen: allowed. The other fallback calls were not: ENOSYS.
+        let enosys: Vec<&str> = crate::profile::enosys::FALLBACKS.iter().map(|f| f.name).filter(|n| *n != "statx").collect();
+        assert!(enosys.contains(&"clone3"));
         assert_eq!(
             value,
             serde_json::json!({
                 "defaultAction": "SCMP_ACT_ERRNO",
                 "defaultErrnoRet": 1,
                 "architectures": ["SCMP_ARCH_X86_64"],
-                "syscalls": [{"names": ["exit_group", "read", "write"], "action": "SCMP_ACT_ALLOW"}]
+                "syscalls": [
+                    {"names": ["clone", "exit_group", "read", "statx", "write"], "action": "SCMP_ACT_ALLOW"},
+                    {"names": enosys, "action": "SCMP_ACT_ERRNO", "errnoRet": 38}
+                ]
             })
         );
         // Key order is stable too, so files diff cleanly.
@@ -92,9 +129,13 @@ mod tests {
     }
 
     #[test]
-    fn empty_set_denies_everything() {
-        let value = serde_json::to_value(build(&BTreeSet::new()).unwrap()).unwrap();
-        assert!(value.get("syscalls").is_none());
+    fn empty_set_allows_nothing() {
+        let profile = build(&BTreeSet::new()).unwrap();
+        assert!(allowed_names(&profile).is_empty());
+        let value = serde_json::to_value(&profile).unwrap();
         assert_eq!(value["defaultAction"], "SCMP_ACT_ERRNO");
+        // Only the ENOSYS rule.
+        assert_eq!(value["syscalls"].as_array().map(Vec::len), Some(1));
+        assert_eq!(value["syscalls"][0]["errnoRet"], 38);
     }
 }

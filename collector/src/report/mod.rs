@@ -5,6 +5,7 @@
 
 pub mod checkpoint;
 pub mod correlate;
+pub mod profiles;
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};

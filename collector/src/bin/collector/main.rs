@@ -2,8 +2,12 @@
 //! subcommand; each turns raw arguments into settings and calls the library.
 
 mod checkpoint;
+mod diff;
+mod export;
 mod gc;
 mod install;
+mod list;
+mod merge;
 mod record;
 mod report;
 
@@ -25,6 +29,14 @@ struct Cli {
 enum Command {
     /// Show what a traced container did and where its profile is.
     Report(report::Args),
+    /// List every recording in the state dir.
+    List(list::Args),
+    /// Merge several recordings of a workload into one profile.
+    Merge(merge::Args),
+    /// Compare two profiles, or a profile with a runtime's default.
+    Diff(diff::Args),
+    /// Write a profile for the kubelet, as an SPO resource, or as OCI JSON.
+    Export(export::Args),
     /// Remove trace instances whose container is gone.
     Gc(gc::Args),
     /// Write the oci-hooks(5) files for an installed hook binary.
@@ -47,6 +59,10 @@ fn main() -> ExitCode {
     init_logging(&cli.log, log_file);
     let result = match cli.command {
         Command::Report(args) => report::run(args),
+        Command::List(args) => list::run(args),
+        Command::Merge(args) => merge::run(args),
+        Command::Diff(args) => diff::run(args),
+        Command::Export(args) => export::run(args),
         Command::Gc(args) => gc::run(args),
         Command::InstallHooks(args) => install::run(args),
         Command::Record(args) => record::run(args),
