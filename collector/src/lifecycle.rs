@@ -169,11 +169,7 @@ pub fn prestart(settings: &Settings, state: &State) -> Result<Recording> {
     let id = state.id().to_string();
     let pid = live_pid(state)?;
     let tfs = TraceFs::locate_or_mount()?;
-    match gc(&tfs, &settings.state_dir) {
-        Ok(report) if !report.removed.is_empty() => tracing::info!(removed = ?report.removed, "collected stale instances"),
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "could not collect stale instances"),
-    }
+    collect_stale(&tfs, settings);
 
     let name = instance_name(&id);
     let annotations = sorted_annotations(state.annotations().as_ref());
@@ -272,6 +268,49 @@ enum Started {
     Late(u32),
 }
 
+/// Removes stale instances before this container is armed. Removing one
+/// waits out a grace period per in-kernel quench trigger (about 3 s, see
+/// `tracefs::Instance::clear_triggers`), too long for a container's start:
+/// with a collector binary, a detached `collector gc` does it.
+fn collect_stale(tfs: &TraceFs, settings: &Settings) {
+    let stale = match stale_instances(tfs, &settings.state_dir) {
+        Ok((stale, _)) => stale,
+        Err(e) => return tracing::warn!(error = %e, "could not look for stale instances"),
+    };
+    if stale.is_empty() {
+        return;
+    }
+    if let Some(collector) = settings.collector.as_deref() {
+        match spawn_gc(collector, &settings.state_dir) {
+            Ok(()) => return tracing::info!(stale = stale.len(), "stale instances left to a detached gc"),
+            Err(e) => tracing::warn!(error = %e, "could not start a detached gc; collecting here"),
+        }
+    }
+    match gc(tfs, &settings.state_dir) {
+        Ok(report) => tracing::info!(removed = ?report.removed, "collected stale instances"),
+        Err(e) => tracing::warn!(error = %e, "could not collect stale instances"),
+    }
+}
+
+/// Starts `collector gc` detached: new session, no stdio, cwd `/`.
+fn spawn_gc(collector: &Path, state_dir: &StateDir) -> Result<()> {
+    let mut cmd = Command::new(collector);
+    cmd.arg("gc").arg("--state-dir").arg(state_dir.root()).current_dir("/");
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    // SAFETY: setsid is async-signal-safe; close_range too.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::libc::setsid();
+            nix::libc::syscall(nix::libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().map_err(|cause| Error::Spawn { path: collector.to_path_buf(), cause })?;
+    // Detached: never waited for here.
+    drop(child);
+    Ok(())
+}
+
 /// Prestart ran out of time (the hook's watchdog or a signal): stop the
 /// recorder it may have started, remove the instance and mark the
 /// container untraced, so nothing is left half-armed. A live recorder holds
@@ -280,14 +319,41 @@ enum Started {
 /// profile (seen under an emulator).
 /// The caller's other threads may still be arming: the removal is
 /// repeated once the state is written, and the caller exits right after.
-pub fn abandon_prestart(tfs: &TraceFs, state_dir: &StateDir, id: &str, why: &str) -> Result<()> {
+/// With a `collector` binary, the removal (seconds: one grace period per
+/// quench trigger) goes to a detached `collector gc`, which removes the
+/// instance of a container marked untraced; the hook's own limit is near.
+pub fn abandon_prestart(tfs: &TraceFs, state_dir: &StateDir, id: &str, why: &str, collector: Option<&Path>) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(1);
-    stop_recorder_and_remove(tfs, state_dir, id, deadline)?;
-    if let Ok(mut recording) = state_dir.read_json::<Recording>(id, STATE_FILE) {
-        recording.not_traced = Some(format!("not traced: {why}"));
-        state_dir.write_json(id, STATE_FILE, &recording)?;
+    let mark = || -> Result<()> {
+        if let Ok(mut recording) = state_dir.read_json::<Recording>(id, STATE_FILE) {
+            recording.not_traced = Some(format!("not traced: {why}"));
+            state_dir.write_json(id, STATE_FILE, &recording)?;
+        }
+        Ok(())
+    };
+    if let Some(collector) = collector {
+        stop_recorder(state_dir, id, deadline);
+        mark()?;
+        stop_recorder(state_dir, id, deadline);
+        if spawn_gc(collector, state_dir).is_ok() {
+            return Ok(());
+        }
     }
+    stop_recorder_and_remove(tfs, state_dir, id, deadline)?;
+    mark()?;
     stop_recorder_and_remove(tfs, state_dir, id, deadline)
+}
+
+/// Kills the container's recorder, if one runs, and waits (until
+/// `deadline`) for it to be gone.
+fn stop_recorder(state_dir: &StateDir, id: &str, deadline: Instant) {
+    while let Ok(r) = state_dir.read_json::<RecorderInfo>(id, RECORDER_FILE) {
+        if !same_task_alive(r.pid as i32, r.start_ticks) || Instant::now() >= deadline {
+            return;
+        }
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(r.pid as i32), nix::sys::signal::Signal::SIGKILL);
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 fn stop_recorder_and_remove(tfs: &TraceFs, state_dir: &StateDir, id: &str, deadline: Instant) -> Result<()> {
@@ -891,32 +957,13 @@ pub struct GcReport {
 /// whose recorder is not running. When this state dir has the recording,
 /// it is finished first, so the profile is not lost.
 pub fn gc(tfs: &TraceFs, state_dir: &StateDir) -> Result<GcReport> {
-    let mut report = GcReport::default();
-    for name in tfs.our_instances()? {
-        let id = name.strip_prefix(INSTANCE_PREFIX).unwrap_or_default();
-        let recording: Option<Recording> = state_dir
-            .read_json::<Recording>(id, STATE_FILE)
-            .ok()
-            .filter(|r| r.instance == name);
-        let Some(inst) = tfs.open_instance(&name)? else { continue };
-        let gone = match &recording {
-            Some(r) => {
-                !instance_owned(state_dir, id) && !same_task_alive(r.host_pid, r.pid_start_ticks)
-            }
-            None => {
-                // Not ours to finish: only drop it if it is old and every
-                // pid it follows is dead.
-                let young = age(inst.path()).map(|a| a < GC_GRACE).unwrap_or(true);
-                !young && inst.event_pids()?.iter().all(|p| !same_task_alive(*p, None))
-            }
-        };
-        if !gone {
-            report.kept.push(name);
-            continue;
-        }
+    let (stale, kept) = stale_instances(tfs, state_dir)?;
+    let mut report = GcReport { kept, ..GcReport::default() };
+    for (name, inst, recording) in stale {
         match recording {
-            // Finished, but its remover died: only the directory is left.
-            Some(r) if fresh_summary(state_dir, &r).is_some() => inst.remove()?,
+            // Finished (or never traced), but its remover died: only the
+            // directory is left.
+            Some(r) if r.not_traced.is_some() || fresh_summary(state_dir, &r).is_some() => inst.remove()?,
             Some(r) => {
                 let why = Some("the container was gone and no poststop had run".to_string());
                 if let Err(e) = fallback(tfs, state_dir, &r, FinishedBy::Gc, why) {
@@ -932,6 +979,43 @@ pub fn gc(tfs: &TraceFs, state_dir: &StateDir) -> Result<GcReport> {
         report.removed.push(name);
     }
     Ok(report)
+}
+
+/// Our instances to collect (with their recording in this state dir, if
+/// any), and the names of those to keep. An instance is stale when its
+/// container is gone (pid dead or reused) or was marked untraced, and no
+/// recorder or remover of it runs; one with no recording here only when it
+/// is old and every pid it follows is dead.
+type Stale = (String, Instance, Option<Recording>);
+
+fn stale_instances(tfs: &TraceFs, state_dir: &StateDir) -> Result<(Vec<Stale>, Vec<String>)> {
+    let (mut stale, mut kept) = (Vec::new(), Vec::new());
+    for name in tfs.our_instances()? {
+        let id = name.strip_prefix(INSTANCE_PREFIX).unwrap_or_default();
+        let recording: Option<Recording> = state_dir
+            .read_json::<Recording>(id, STATE_FILE)
+            .ok()
+            .filter(|r| r.instance == name);
+        let Some(inst) = tfs.open_instance(&name)? else { continue };
+        let gone = match &recording {
+            Some(r) => {
+                !instance_owned(state_dir, id)
+                    && (r.not_traced.is_some() || !same_task_alive(r.host_pid, r.pid_start_ticks))
+            }
+            None => {
+                // Not ours to finish: only drop it if it is old and every
+                // pid it follows is dead.
+                let young = age(inst.path()).map(|a| a < GC_GRACE).unwrap_or(true);
+                !young && inst.event_pids()?.iter().all(|p| !same_task_alive(*p, None))
+            }
+        };
+        if gone {
+            stale.push((name, inst, recording));
+        } else {
+            kept.push(name);
+        }
+    }
+    Ok((stale, kept))
 }
 
 /// Start time (ticks since boot) and comm of a live task.

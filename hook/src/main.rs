@@ -197,9 +197,11 @@ fn start_guardians(cli: &Cli) -> Duration {
         Stage::Poststop => 60_000,
     }));
     let dir = state_dir.clone();
+    let collector = collector_path(cli.collector.as_deref());
+    let for_watchdog = collector.clone();
     std::thread::spawn(move || {
         std::thread::sleep(limit);
-        abandon(stage, &dir, &format!("timed out after {} ms", limit.as_millis()), fail_closed);
+        abandon(stage, &dir, &format!("timed out after {} ms", limit.as_millis()), fail_closed, for_watchdog.as_deref());
     });
 
     use nix::sys::signal::{SigSet, Signal};
@@ -211,14 +213,14 @@ fn start_guardians(cli: &Cli) -> Duration {
     if set.thread_block().is_ok() {
         std::thread::spawn(move || {
             if let Ok(sig) = set.wait() {
-                abandon(stage, &state_dir, &format!("got {sig}"), true);
+                abandon(stage, &state_dir, &format!("got {sig}"), true, collector.as_deref());
             }
         });
     }
     limit
 }
 
-fn abandon(stage: Stage, state_dir: &std::path::Path, why: &str, fail_closed: bool) {
+fn abandon(stage: Stage, state_dir: &std::path::Path, why: &str, fail_closed: bool, collector: Option<&std::path::Path>) {
     if PHASE.compare_exchange(RUNNING, ABANDONED, Ordering::SeqCst, Ordering::SeqCst).is_err() {
         return;
     }
@@ -230,7 +232,7 @@ fn abandon(stage: Stage, state_dir: &std::path::Path, why: &str, fail_closed: bo
             // A recorder prestart started must go too, or the instance
             // stays busy: see lifecycle::abandon_prestart.
             Stage::Prestart => TraceFs::locate_or_mount().map_err(anyhow::Error::from).and_then(|tfs| {
-                lifecycle::abandon_prestart(&tfs, &StateDir::new(state_dir), &id, &format!("prestart gave up: {why}"))
+                lifecycle::abandon_prestart(&tfs, &StateDir::new(state_dir), &id, &format!("prestart gave up: {why}"), collector)
                     .map_err(anyhow::Error::from)
             }),
             Stage::Poststop => TraceFs::locate_or_mount()
