@@ -193,8 +193,17 @@ pub fn prestart(settings: &Settings, state: &State) -> Result<Recording> {
     };
     settings.state_dir.create_container_dir(&id)?;
 
-    // A restarted container keeps its id; its old instance is ours to drop.
+    // A restarted container keeps its id; its old instance is ours to drop,
+    // unless the last run's remover is still at it: that takes seconds (a
+    // grace period per quench trigger), longer than a start may wait.
     if let Some(old) = tfs.open_instance(&name)? {
+        if instance_owned(&settings.state_dir, &id) {
+            let why = "not traced: the last run's instance of this container is still being removed".to_string();
+            tracing::warn!(id = %id, "{why}");
+            recording.not_traced = Some(why);
+            settings.state_dir.write_json(&id, STATE_FILE, &recording)?;
+            return Ok(recording);
+        }
         tracing::warn!(instance = %name, "removing a leftover instance of this container");
         old.remove()?;
     }
