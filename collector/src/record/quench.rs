@@ -119,6 +119,12 @@ pub fn is_hot(syscall: &str) -> bool {
     HOT.contains(&syscall)
 }
 
+/// The exit event that quenches the enter event `enter` in the kernel, if
+/// its call is one of [`HOT`].
+pub fn exit_event(enter: &str) -> Option<String> {
+    enter.strip_prefix("sys_enter_").filter(|s| is_hot(s)).map(|s| format!("sys_exit_{s}"))
+}
+
 /// Sets the quench triggers of [`HOT`] on `inst` and returns how many were
 /// set. Without a usable runtime comm ([`condition`]), nothing is set: the
 /// runtime's setup could not be told from the workload. A call with no event on this kernel is
@@ -164,6 +170,8 @@ mod tests {
             "disable_event:syscalls:sys_enter_read if comm != \"crun\""
         );
         assert!(is_hot("write") && !is_hot("mkdir"));
+        assert_eq!(exit_event("sys_enter_read").as_deref(), Some("sys_exit_read"));
+        assert_eq!(exit_event("sys_enter_mkdir"), None);
         let unique: std::collections::BTreeSet<_> = HOT.iter().collect();
         assert_eq!(unique.len(), HOT.len(), "duplicates in HOT");
     }

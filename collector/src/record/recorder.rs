@@ -265,7 +265,7 @@ fn quench(inst: &Instance, stream: &Stream, agg: &mut Aggregator, mode: Mode, of
                 went_off += 1;
                 // Its call seen, an in-kernel quench's exit event has done
                 // its job; off, it no longer costs the workload.
-                if let Some(exit) = quench_exit(&ev.name) {
+                if let Some(exit) = quench::exit_event(&ev.name) {
                     let _ = inst.set_event(&ev.system, &exit, false);
                 }
             }
@@ -278,7 +278,7 @@ fn quench(inst: &Instance, stream: &Stream, agg: &mut Aggregator, mode: Mode, of
         let Some(ev) = stream.enter_event_for(nr) else { continue };
         // The exit first, so the in-kernel quench is back before the call
         // can be recorded again.
-        if let Some(exit) = quench_exit(&ev.name) {
+        if let Some(exit) = quench::exit_event(&ev.name) {
             if let Err(e) = inst.set_event(&ev.system, &exit, true) {
                 tracing::warn!(event = %exit, error = %e, "could not switch the quench back on");
             }
@@ -293,12 +293,6 @@ fn quench(inst: &Instance, stream: &Stream, agg: &mut Aggregator, mode: Mode, of
         }
     }
     (went_off, went_on)
-}
-
-/// The exit event that quenches `enter` in the kernel, if it is one of
-/// [`quench::HOT`].
-fn quench_exit(enter: &str) -> Option<String> {
-    enter.strip_prefix("sys_enter_").filter(|s| quench::is_hot(s)).map(|s| format!("sys_exit_{s}"))
 }
 
 fn snapshot(agg: &Aggregator, stream: &Stream, quenched: usize, ns_pids: &NsPids) -> Snapshot {
