@@ -64,16 +64,24 @@ fn prestart_arms_quickly_and_poststop_cleans_up() {
     let read = |rel: &str| std::fs::read_to_string(inst.join(rel)).unwrap_or_default();
     assert!(read("set_event_pid").split_whitespace().any(|p| p == pid.to_string()));
     assert_eq!(read("options/event-fork").trim(), "1");
-    assert_eq!(read("events/syscalls/sys_enter_read/enable").trim(), "1");
+    // On ("1*": a quench trigger may switch it off).
+    assert!(read("events/syscalls/sys_enter_read/enable").starts_with('1'), "{}", read("events/syscalls/sys_enter_read/enable"));
+    // The in-kernel quench: read's exit event switches read's enter event
+    // off, for any task but the runtime's (here the sleeper's comm).
+    let trigger = read("events/syscalls/sys_exit_read/trigger");
+    assert!(trigger.contains("disable_event:syscalls:sys_enter_read") && trigger.contains("if comm != \"sleep\""), "{trigger}");
     assert_eq!(read("events/task/task_newtask/enable").trim(), "1");
     assert_eq!(read("events/sched/sched_process_exec/enable").trim(), "1");
-    // The recorder then tunes it: profile mode keeps no exit events, and
-    // the buffer gets its configured size (rounded up to whole pages).
+    // The recorder then tunes it: profile mode keeps no exit events but
+    // the quench's, and the buffer gets its configured size (rounded up to
+    // whole pages).
     let tuned = wait_until(Duration::from_secs(5), || {
         let kb: u64 = read("buffer_size_kb").trim().parse().unwrap_or(0);
-        read("events/syscalls/sys_exit_read/enable").trim() == "0" && (1024..1100).contains(&kb)
+        read("events/syscalls/sys_exit_mkdir/enable").trim() == "0" && (1024..1100).contains(&kb)
     });
-    assert!(tuned, "exit events {} buffer {}", read("events/syscalls/sys_exit_read/enable"), read("buffer_size_kb"));
+    assert!(tuned, "exit events {} buffer {}", read("events/syscalls/sys_exit_mkdir/enable"), read("buffer_size_kb"));
+    assert!(read("events/syscalls/sys_exit_read/enable").starts_with('1'), "the quench's exit event went off before read was seen");
+    assert_eq!(read("options/overwrite").trim(), "0", "a full buffer must keep its oldest records");
     let st = read_json(&env.container_dir(id).join("state.json"));
     assert_eq!(st["host_pid"], pid);
     assert_eq!(st["instance"], format!("{INSTANCE_PREFIX}{id}"));
