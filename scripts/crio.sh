@@ -209,6 +209,7 @@ start() {
         stop
     fi
     find_binaries
+    rm -rf "$RUN/state"
     write_config
     import_image
     local t0 pid

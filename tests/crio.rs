@@ -176,7 +176,9 @@ fn no_instance_is_left_after_crictl_rmp() {
     let Some(crio) = crio_prerequisites(false) else { return };
     let _g = serial();
     let pod = crio.run_pod(&PodSpec { name: "rmp", namespace: "e2e", annotations: &[TRACE] });
-    let id = pod.run("app", "while :; do sleep 0.2; done", Seccomp::Default);
+    // PID 1 of its pid namespace: SIGTERM needs a handler, or the pod's
+    // stop waits out its grace period.
+    let id = pod.run("app", "trap 'exit 0' TERM; while :; do sleep 0.2; done", Seccomp::Default);
     assert!(wait_until(Duration::from_secs(5), || crio.has_instance(&id)), "no instance while the traced container runs");
     // The pod goes with its running container: stop, then poststop at removal.
     crio.crictl_ok(&["rmp", "--force", &pod.id]);
