@@ -26,8 +26,16 @@ fn record(crio: &Crio, pod_name: &str) -> (String, std::path::PathBuf) {
     crio.crictl_ok(&["start", &id]);
     assert_eq!(crio.wait_exited(&id, Duration::from_secs(30)), 0, "{}", crio.logs(&id));
     assert!(crio.logs(&id).starts_with("hi\n"), "{}", crio.logs(&id));
+    // The recorder wrote the profile when the container exited; poststop
+    // (its "done" line in the hook log) waits for `crictl rm`.
+    assert!(wait_until(Duration::from_secs(20), || dir.join("summary.json").is_file()), "no summary.json after the exit");
+    let poststop_done = || {
+        let log = std::fs::read_to_string(crio.state_dir.join("hook.log")).unwrap_or_default();
+        log.lines().any(|l| l.contains(" done ") && l.contains(&format!("id={id}")))
+    };
+    assert!(!poststop_done(), "poststop ran before crictl rm");
     crio.crictl_ok(&["rm", &id]);
-    assert!(wait_until(Duration::from_secs(20), || dir.join("summary.json").is_file()), "no summary.json after crictl rm");
+    assert!(wait_until(Duration::from_secs(20), poststop_done), "no poststop at crictl rm");
     crio.assert_no_instance(&id, "after crictl rm");
     drop(pod);
     (id.clone(), dir.join("seccomp.json"))
