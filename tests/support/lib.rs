@@ -408,3 +408,238 @@ pub fn allowed(profile: &serde_json::Value) -> std::collections::BTreeSet<String
         .filter_map(|n| n.as_str().map(String::from))
         .collect()
 }
+
+// ---------------------------------------------------------------------------
+// CRI-O through crictl (tests/crio.rs).
+//
+// scripts/test.sh starts a private CRI-O with scripts/crio.sh before the
+// tests and stops it after; crio.sh writes what the tests need into the
+// environment (E2E_CRIO_*). Alone: `scripts/crio.sh run --hook-bin
+// target/debug -- cargo test -p e2e --test crio`.
+
+/// The CRI-O that scripts/crio.sh started: its socket, crictl, the state
+/// dir its hooks write to and the image its store holds.
+pub struct Crio {
+    pub endpoint: String,
+    pub crictl: PathBuf,
+    pub state_dir: PathBuf,
+    pub image: String,
+    pub version: String,
+    /// pod.json, container.json and the pods' logs.
+    pub dir: tempfile::TempDir,
+}
+
+/// [`prerequisites`] plus a running CRI-O (and, with `criu`, CRIU 4.x):
+/// `None` (after saying why) when missing locally; panics under `CI=true`.
+pub fn crio_prerequisites(criu: bool) -> Option<Crio> {
+    if !prerequisites(false) || (criu && !checkpoint_prerequisites()) {
+        return None;
+    }
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let (Some(endpoint), Some(crictl), Some(state_dir), Some(image)) =
+        (var("E2E_CRIO_ENDPOINT"), var("E2E_CRICTL"), var("E2E_CRIO_STATE_DIR"), var("E2E_CRIO_IMAGE"))
+    else {
+        let why = var("E2E_CRIO_MISSING").unwrap_or_else(|| {
+            "no CRI-O started for the tests (E2E_CRIO_ENDPOINT is unset: run `make test`, or \
+             `scripts/crio.sh run --hook-bin target/debug -- cargo test -p e2e --test crio`)"
+                .into()
+        });
+        report_missing(vec![why]);
+        return None;
+    };
+    let dir = tempfile::Builder::new().prefix("oci-ftrace-crio").tempdir().expect("tempdir");
+    let crio = Crio {
+        endpoint,
+        crictl: PathBuf::from(crictl),
+        state_dir: PathBuf::from(state_dir),
+        image,
+        version: var("E2E_CRIO_VERSION").unwrap_or_default(),
+        dir,
+    };
+    let out = crio.crictl(&["version"]);
+    if !out.status.success() {
+        report_missing(vec![format!("CRI-O at {} does not answer: {}", crio.endpoint, String::from_utf8_lossy(&out.stderr))]);
+        return None;
+    }
+    Some(crio)
+}
+
+/// A pod's or a container's CRI config, as crictl reads it from JSON.
+/// Host network and a pid namespace per container: the pod then needs no
+/// infra container (which these machines refuse: see shared/crio).
+pub struct PodSpec<'a> {
+    pub name: &'a str,
+    pub namespace: &'a str,
+    pub annotations: &'a [(&'a str, &'a str)],
+}
+
+impl Crio {
+    pub fn crictl(&self, args: &[&str]) -> Output {
+        Command::new(&self.crictl)
+            .args(["--runtime-endpoint", &self.endpoint, "--timeout", "60s"])
+            .args(args)
+            .output()
+            .expect("run crictl")
+    }
+
+    /// `crictl` that must succeed; its stdout, trimmed.
+    pub fn crictl_ok(&self, args: &[&str]) -> String {
+        let out = self.crictl(args);
+        assert!(out.status.success(), "crictl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// `crictl runp` of a pod; removed (`crictl rmp -f`) when dropped.
+    pub fn run_pod(&self, spec: &PodSpec<'_>) -> Pod<'_> {
+        let uid = unique();
+        let logs = self.dir.path().join(format!("logs-{uid}"));
+        std::fs::create_dir_all(&logs).expect("pod log dir");
+        let annotations: serde_json::Map<String, serde_json::Value> =
+            spec.annotations.iter().map(|(k, v)| (k.to_string(), serde_json::Value::from(*v))).collect();
+        // The labels the kubelet puts on every pod and container; CRI-O
+        // copies them into the OCI annotations.
+        let labels = serde_json::json!({
+            "io.kubernetes.pod.name": spec.name,
+            "io.kubernetes.pod.namespace": spec.namespace,
+            "io.kubernetes.pod.uid": format!("uid-{uid}"),
+        });
+        let config = serde_json::json!({
+            "metadata": {"name": spec.name, "namespace": spec.namespace, "uid": format!("uid-{uid}"), "attempt": 0},
+            "labels": labels,
+            "annotations": annotations,
+            "log_directory": logs,
+            "linux": {"security_context": {"namespace_options": {"network": 2, "pid": 1}}},
+        });
+        let path = self.dir.path().join(format!("pod-{uid}.json"));
+        std::fs::write(&path, serde_json::to_vec_pretty(&config).expect("pod JSON")).expect("write pod.json");
+        let id = self.crictl_ok(&["runp", path.to_str().expect("utf-8 path")]);
+        Pod { crio: self, id, config: path, labels, containers: Mutex::new(Vec::new()) }
+    }
+
+    /// `crictl inspect`'s status of a container.
+    pub fn status(&self, id: &str) -> serde_json::Value {
+        let text = self.crictl_ok(&["inspect", "-o", "json", id]);
+        let v: serde_json::Value = serde_json::from_str(&text).expect("crictl inspect JSON");
+        v["status"].clone()
+    }
+
+    /// Waits until the container has exited; its exit code.
+    pub fn wait_exited(&self, id: &str, limit: std::time::Duration) -> i64 {
+        let exited = wait_until(limit, || self.status(id)["state"] == "CONTAINER_EXITED");
+        let status = self.status(id);
+        assert!(exited, "container {id} still {} after {limit:?}", status["state"]);
+        status["exitCode"].as_i64().unwrap_or(-1)
+    }
+
+    /// What the container wrote (stdout and stderr).
+    pub fn logs(&self, id: &str) -> String {
+        let out = self.crictl(&["logs", id]);
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    }
+
+    pub fn container_dir(&self, id: &str) -> PathBuf {
+        self.state_dir.join(id)
+    }
+
+    /// Whether our instance of container `id` exists.
+    pub fn has_instance(&self, id: &str) -> bool {
+        our_instances().iter().any(|n| n.strip_prefix(INSTANCE_PREFIX) == Some(id))
+    }
+
+    /// Fails the test if container `id`'s instance is still there a few
+    /// seconds after its poststop (the recorder's remover waits out RCU
+    /// grace periods); removes it first, so nothing is left behind.
+    pub fn assert_no_instance(&self, id: &str, context: &str) {
+        if !wait_until(std::time::Duration::from_secs(5), || !self.has_instance(id)) {
+            self.remove_leftovers(id);
+            panic!("{context}: the trace instance of {id} was left behind");
+        }
+    }
+
+    /// Stops container `id`'s recorder (politely, then not) and removes
+    /// its instance.
+    fn remove_leftovers(&self, id: &str) {
+        let info = std::fs::read_to_string(self.container_dir(id).join("recorder.json")).unwrap_or_default();
+        if let Some(pid) = serde_json::from_str::<serde_json::Value>(&info).ok().and_then(|v| v["pid"].as_i64()) {
+            let pid = nix::unistd::Pid::from_raw(pid as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+        let Some(root) = tracefs_root() else { return };
+        let inst = root.join("instances").join(format!("{INSTANCE_PREFIX}{id}"));
+        for _ in 0..20 {
+            if !inst.exists() || std::fs::remove_dir(&inst).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+/// A pod of the test CRI-O; `crictl rmp -f` when dropped, and any instance
+/// of its containers removed, so a failed assertion leaves nothing running.
+pub struct Pod<'a> {
+    crio: &'a Crio,
+    pub id: String,
+    config: PathBuf,
+    labels: serde_json::Value,
+    containers: Mutex<Vec<String>>,
+}
+
+/// `linux.security_context.seccomp` of a container.
+pub enum Seccomp<'a> {
+    /// Not set: CRI-O's default (RuntimeDefault).
+    Default,
+    /// `Localhost` with this absolute path, as the kubelet passes it.
+    Localhost(&'a Path),
+}
+
+impl Pod<'_> {
+    /// `crictl create` of a container running `sh -c script`; its id.
+    pub fn create(&self, name: &str, script: &str, seccomp: Seccomp<'_>) -> String {
+        let mut security = serde_json::json!({"namespace_options": {"network": 2, "pid": 1}});
+        if let Seccomp::Localhost(path) = seccomp {
+            security["seccomp"] = serde_json::json!({"profile_type": 2, "localhost_ref": path});
+        }
+        let mut labels = self.labels.clone();
+        labels["io.kubernetes.container.name"] = name.into();
+        let config = serde_json::json!({
+            "metadata": {"name": name},
+            "labels": labels,
+            "image": {"image": self.crio.image},
+            "command": ["sh", "-c", script],
+            "log_path": format!("{name}.log"),
+            "linux": {"security_context": security},
+        });
+        let path = self.crio.dir.path().join(format!("ctr-{}.json", unique()));
+        std::fs::write(&path, serde_json::to_vec_pretty(&config).expect("container JSON")).expect("write container.json");
+        let id = self.crio.crictl_ok(&[
+            "create",
+            &self.id,
+            path.to_str().expect("utf-8 path"),
+            self.config.to_str().expect("utf-8 path"),
+        ]);
+        self.containers.lock().unwrap_or_else(|e| e.into_inner()).push(id.clone());
+        id
+    }
+
+    /// [`Pod::create`] and `crictl start`.
+    pub fn run(&self, name: &str, script: &str, seccomp: Seccomp<'_>) -> String {
+        let id = self.create(name, script, seccomp);
+        self.crio.crictl_ok(&["start", &id]);
+        id
+    }
+}
+
+impl Drop for Pod<'_> {
+    fn drop(&mut self) {
+        let _ = self.crio.crictl(&["rmp", "--force", &self.id]);
+        let ids = self.containers.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for id in ids {
+            if !wait_until(std::time::Duration::from_secs(5), || !self.crio.has_instance(&id)) {
+                self.crio.remove_leftovers(&id);
+            }
+        }
+    }
+}
