@@ -330,6 +330,9 @@ pub struct DiffEntry {
     pub size: u64,
     /// `file`, `dir`, `symlink`, `hardlink`, `other`.
     pub kind: &'static str,
+    /// Where a link points (never followed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
 }
 
 /// Lists a nested tar while streaming it; entries are never extracted.
@@ -367,10 +370,18 @@ pub fn list_nested(
         if path.is_empty() {
             continue;
         }
+        let link = if t.is_symlink() || t.is_hard_link() {
+            entry
+                .link_name_bytes()
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+        } else {
+            None
+        };
         out.push(DiffEntry {
             path,
             size: entry.size(),
             kind,
+            link,
         });
     }
     Ok(out)

@@ -238,6 +238,8 @@ pub enum FileKind {
 pub struct Memory {
     pub arg: (u64, u64),
     pub env: (u64, u64),
+    /// The saved auxiliary vector (`mm_saved_auxv`), key/value words.
+    pub auxv: Vec<u64>,
     pub vmas: Vec<Vma>,
     pub pages_id: u32,
     /// Page runs whose data is in `pages-<pages_id>.img`, with their offset
@@ -262,9 +264,49 @@ pub struct Vma {
     pub status: u32,
     /// What it maps: `[heap]`, `[stack]`, a file path, `anon`…
     pub what: String,
+    /// Offset in the mapped file, bytes (file mappings).
+    pub pgoff: u64,
+    /// `mmap` flags as dumped (`MAP_PRIVATE`, `MAP_SHARED`, …).
+    pub flags: u32,
+    /// The mapped file's path, for file mappings whose file is in `files.img`.
+    pub file: Option<String>,
 }
 
 impl Vma {
+    /// The kind of mapping, as `checkpoint maps` and `memsearch --map` name
+    /// it: `heap`, `stack`, `vdso`, `vvar`, `vsyscall`, `file`, `shmem`,
+    /// `anon`.
+    pub fn kind(&self) -> &'static str {
+        let s = self.status;
+        if s & (1 << 5) != 0 {
+            "heap"
+        } else if s & (1 << 1) != 0 || self.what == "[stack]" {
+            "stack"
+        } else if s & (1 << 3) != 0 {
+            "vdso"
+        } else if s & (1 << 12) != 0 {
+            "vvar"
+        } else if s & (1 << 2) != 0 {
+            "vsyscall"
+        } else if s & (1 << 6 | 1 << 7) != 0 {
+            "file"
+        } else if s & (1 << 8 | 1 << 10 | 1 << 11) != 0 {
+            "shmem"
+        } else {
+            "anon"
+        }
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> u64 {
+        self.end.saturating_sub(self.start)
+    }
+
+    /// True for an empty (or inverted, hence corrupt) range.
+    pub fn is_empty(&self) -> bool {
+        self.end <= self.start
+    }
+
     /// `rwxp`-style protection string.
     pub fn perms(&self) -> String {
         let p = self.prot;

@@ -351,6 +351,9 @@ pub struct MmEntry {
     pub mm_env_end: Option<u64>,
     #[prost(uint32, optional, tag = "12")]
     pub exe_file_id: Option<u32>,
+    /// `mm_saved_auxv`: the auxiliary vector, key/value words.
+    #[prost(uint64, repeated, packed = "false", tag = "13")]
+    pub mm_saved_auxv: Vec<u64>,
     #[prost(message, repeated, tag = "14")]
     pub vmas: Vec<VmaEntry>,
 }

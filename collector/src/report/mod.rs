@@ -5,6 +5,7 @@
 
 pub mod checkpoint;
 pub mod correlate;
+pub mod forensics;
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};

@@ -2,6 +2,7 @@
 //! subcommand; each turns raw arguments into settings and calls the library.
 
 mod checkpoint;
+mod forensics;
 mod gc;
 mod install;
 mod record;

@@ -1,0 +1,186 @@
+//! Rendering of the checkpoint forensics commands: `checkpoint files`
+//! (changed and deleted files, one file's contents), `checkpoint maps`, and
+//! JSON for each. Every string from the archive goes through [`sanitize`]
+//! before it reaches a terminal; file contents are escaped when stdout is a
+//! terminal ([`Escaping`]).
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use super::checkpoint::{human_size, sanitize, Style};
+use crate::checkpoint::maps::Maps;
+use crate::checkpoint::{Checkpoint, DiffEntry};
+
+/// Left-aligned columns, two spaces apart (cells already sanitized).
+pub(crate) fn table<W: Write>(out: &mut W, header: &[&str], rows: &[Vec<String>]) -> io::Result<()> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+    }
+    let mut line = |cells: &[String]| -> io::Result<()> {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                let w = widths.get(i).copied().unwrap_or(0);
+                s.push_str(&format!("{c:<w$}  "));
+            }
+        }
+        writeln!(out, "{}", s.trim_end())
+    };
+    line(&header.iter().map(|h| h.to_string()).collect::<Vec<_>>())?;
+    for r in rows {
+        line(r)?;
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct FilesJson<'a> {
+    archive: String,
+    changed: &'a [DiffEntry],
+    deleted: &'a [String],
+    rootfs_diff_size: Option<u64>,
+}
+
+/// `checkpoint files ARCHIVE`: the changed and the deleted files.
+pub fn write_files<W: Write>(out: &mut W, c: &Checkpoint, style: Style) -> io::Result<()> {
+    match style {
+        Style::Json => {
+            let j = FilesJson {
+                archive: c.path.display().to_string(),
+                changed: &c.rootfs_diff,
+                deleted: &c.deleted_files,
+                rootfs_diff_size: c.rootfs_diff_size,
+            };
+            serde_json::to_writer_pretty(&mut *out, &j).map_err(io::Error::other)?;
+            writeln!(out)
+        }
+        Style::Text => {
+            let rows: Vec<Vec<String>> = c
+                .rootfs_diff
+                .iter()
+                .map(|e| {
+                    let mut name = format!("/{}", e.path);
+                    if let Some(l) = &e.link {
+                        name.push_str(&format!(" -> {l}"));
+                    }
+                    vec![
+                        e.kind.to_string(),
+                        if e.kind == "file" { e.size.to_string() } else { "-".into() },
+                        sanitize(&name),
+                    ]
+                })
+                .chain(
+                    c.deleted_files
+                        .iter()
+                        .map(|d| vec!["deleted".into(), "-".into(), sanitize(d)]),
+                )
+                .collect();
+            if rows.is_empty() {
+                return writeln!(out, "no changed or deleted files in {}", sanitize(&c.path.display().to_string()));
+            }
+            table(out, &["KIND", "SIZE", "PATH"], &rows)?;
+            let files = c.rootfs_diff.iter().filter(|e| e.kind == "file").count();
+            writeln!(
+                out,
+                "{files} changed file(s) ({}), {} deleted",
+                human_size(c.rootfs_diff.iter().filter(|e| e.kind == "file").map(|e| e.size).sum()),
+                c.deleted_files.len()
+            )
+        }
+    }
+}
+
+/// A writer that escapes control characters (all but `\n` and `\t`) and
+/// invalid UTF-8, for file contents sent to a terminal: a hostile file must
+/// not drive the terminal.
+pub struct Escaping<W: Write> {
+    inner: W,
+}
+
+impl<W: Write> Escaping<W> {
+    pub fn new(inner: W) -> Self {
+        Escaping { inner }
+    }
+}
+
+impl<W: Write> Write for Escaping<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut s = String::with_capacity(buf.len());
+        for &b in buf {
+            match b {
+                b'\n' | b'\t' => s.push(b as char),
+                b'\\' => s.push_str("\\\\"),
+                0x20..=0x7e => s.push(b as char),
+                _ => s.push_str(&format!("\\x{b:02x}")),
+            }
+        }
+        self.inner.write_all(s.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// `checkpoint maps ARCHIVE --pid N`.
+pub fn write_maps<W: Write>(out: &mut W, m: &Maps, style: Style) -> io::Result<()> {
+    match style {
+        Style::Json => {
+            serde_json::to_writer_pretty(&mut *out, m).map_err(io::Error::other)?;
+            writeln!(out)
+        }
+        Style::Text => {
+            let rows: Vec<Vec<String>> = m
+                .vmas
+                .iter()
+                .map(|v| {
+                    vec![
+                        format!("{:012x}-{:012x}", v.start, v.end),
+                        v.perms.clone(),
+                        v.kind.to_string(),
+                        format!("{:x}", v.offset),
+                        v.pages.to_string(),
+                        v.dumped_pages.to_string(),
+                        sanitize(&v.what),
+                    ]
+                })
+                .collect();
+            writeln!(out, "PID {} ({})", m.pid, sanitize(&m.comm))?;
+            table(
+                out,
+                &["RANGE", "PERMS", "KIND", "OFFSET", "PAGES", "DUMPED", "MAPS"],
+                &rows,
+            )?;
+            writeln!(
+                out,
+                "{} mapping(s), {} pages ({}), {} dumped ({})",
+                m.vmas.len(),
+                m.total_pages,
+                human_size(m.total_pages * 4096),
+                m.dumped_pages,
+                human_size(m.dumped_pages * 4096)
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_writer_masks_control_bytes() {
+        let mut v = Vec::new();
+        Escaping::new(&mut v).write_all(b"ok\n\x1b[2J\\\xff\t").unwrap();
+        assert_eq!(String::from_utf8(v).unwrap(), "ok\n\\x1b[2J\\\\\\xff\t");
+    }
+}
