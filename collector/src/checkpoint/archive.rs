@@ -330,6 +330,9 @@ pub struct DiffEntry {
     pub size: u64,
     /// `file`, `dir`, `symlink`, `hardlink`, `other`.
     pub kind: &'static str,
+    /// Modification time (seconds since the epoch) from the tar header.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mtime: Option<u64>,
     /// Where a link points (never followed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,
@@ -381,6 +384,7 @@ pub fn list_nested(
             path,
             size: entry.size(),
             kind,
+            mtime: entry.header().mtime().ok(),
             link,
         });
     }

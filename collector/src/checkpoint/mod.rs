@@ -10,6 +10,7 @@
 
 pub mod archive;
 pub mod correlate;
+pub mod diff;
 pub mod error;
 pub mod files;
 pub mod image;

@@ -190,7 +190,7 @@ pub struct Syscall {
 }
 
 /// An open file descriptor.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Fd {
     pub fd: u32,
     pub flags: u32,

@@ -8,7 +8,8 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use super::checkpoint::{human_size, sanitize, Style};
+use super::checkpoint::{fd_label, human_size, sanitize, Node, Style};
+use crate::checkpoint::diff::{Brief, Diff};
 use crate::checkpoint::maps::Maps;
 use crate::checkpoint::{Checkpoint, DiffEntry};
 
@@ -171,6 +172,122 @@ pub fn write_maps<W: Write>(out: &mut W, m: &Maps, style: Style) -> io::Result<(
             )
         }
     }
+}
+
+fn brief_label(sign: char, p: &Brief) -> String {
+    let mut s = format!("{sign} [{}] {} ({}", p.pid, p.comm, p.state);
+    if let Some(b) = &p.blocked {
+        s.push_str(&format!(", in {b}"));
+    }
+    s.push(')');
+    if let Some(c) = p.cmdline.as_ref().filter(|c| !c.is_empty()) {
+        s.push_str(&format!(": {}", c.join(" ")));
+    }
+    s
+}
+
+fn file_label(e: &DiffEntry) -> String {
+    let mut s = format!("/{}", e.path);
+    match &e.link {
+        Some(l) => s.push_str(&format!(" -> {l}")),
+        None if e.kind == "file" => s.push_str(&format!(" ({} B)", e.size)),
+        None => s.push_str(&format!(" ({})", e.kind)),
+    }
+    s
+}
+
+/// `checkpoint diff A B`: a tree of what changed (every label sanitized by
+/// [`Node`]), or JSON.
+pub fn write_diff<W: Write>(out: &mut W, d: &Diff, style: Style) -> io::Result<()> {
+    if style == Style::Json {
+        serde_json::to_writer_pretty(&mut *out, d).map_err(io::Error::other)?;
+        return writeln!(out);
+    }
+    let mut root = Node::new(format!("{} -> {}", d.a, d.b));
+    if !d.container.is_empty() {
+        let mut n = Node::new("container");
+        for c in &d.container {
+            n.push(Node::new(format!("{}: {} -> {}", c.field, c.a, c.b)));
+        }
+        root.push(n);
+    }
+    if !d.namespaces.is_empty() {
+        let mut n = Node::new("namespaces");
+        for c in &d.namespaces {
+            n.push(Node::new(format!("{}: {} -> {}", c.field, c.a, c.b)));
+        }
+        root.push(n);
+    }
+    let mut procs = Node::new("processes");
+    for p in &d.processes_added {
+        procs.push(Node::new(brief_label('+', p)));
+    }
+    for p in &d.processes_gone {
+        procs.push(Node::new(brief_label('-', p)));
+    }
+    for c in &d.processes_changed {
+        let mut n = Node::new(format!("~ [{}] {}", c.pid, c.comm));
+        for ch in &c.changes {
+            n.push(Node::new(format!("{}: {} -> {}", ch.field, ch.a, ch.b)));
+        }
+        for f in &c.fds_added {
+            n.push(Node::new(format!("+ {}", fd_label(f.fd, &f.file))));
+        }
+        for f in &c.fds_removed {
+            n.push(Node::new(format!("- {}", fd_label(f.fd, &f.file))));
+        }
+        procs.push(n);
+    }
+    if procs.is_empty() {
+        procs.push(Node::new("(no change)"));
+    }
+    root.push(procs);
+    let mut mem = Node::new("memory");
+    for m in &d.memory {
+        let mut n = Node::new(format!(
+            "[{}] {}: dumped pages {} -> {}",
+            m.pid, m.comm, m.dumped_pages_a, m.dumped_pages_b
+        ));
+        for v in &m.mappings_added {
+            n.push(Node::new(format!("+ {:x}-{:x} {} {}", v.start, v.end, v.perms, v.what)));
+        }
+        for v in &m.mappings_removed {
+            n.push(Node::new(format!("- {:x}-{:x} {} {}", v.start, v.end, v.perms, v.what)));
+        }
+        mem.push(n);
+    }
+    if mem.is_empty() {
+        mem.push(Node::new("(no change)"));
+    }
+    root.push(mem);
+    let f = &d.files;
+    let mut files = Node::new("files");
+    for e in &f.added {
+        files.push(Node::new(format!("+ {}", file_label(e))));
+    }
+    for c in &f.changed {
+        files.push(Node::new(format!("~ {} -> {}", file_label(&c.a), file_label(&c.b))));
+    }
+    for e in &f.removed {
+        files.push(Node::new(format!("- {}", file_label(e))));
+    }
+    for p in &f.deleted_added {
+        files.push(Node::new(format!("+ deleted {p}")));
+    }
+    for p in &f.deleted_removed {
+        files.push(Node::new(format!("- deleted {p}")));
+    }
+    if files.is_empty() {
+        files.push(Node::new("(no change)"));
+    }
+    root.push(files);
+    if !d.mounts_added.is_empty() || !d.mounts_removed.is_empty() {
+        let mut n = Node::new("mounts");
+        d.mounts_added.iter().for_each(|m| n.push(Node::new(format!("+ {m}"))));
+        d.mounts_removed.iter().for_each(|m| n.push(Node::new(format!("- {m}"))));
+        root.push(n);
+    }
+    root.write(out)
 }
 
 #[cfg(test)]

@@ -28,6 +28,15 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: TableFormat,
     },
+    /// What changed from checkpoint A to checkpoint B of one container:
+    /// processes, descriptors and sockets, mappings and dumped memory, files,
+    /// hostname.
+    Diff {
+        a: PathBuf,
+        b: PathBuf,
+        #[arg(long, value_enum, default_value = "table")]
+        format: TableFormat,
+    },
     /// The memory mappings of one process with protection, kind, file and
     /// dumped pages (crit's `x mems` and `x rss`).
     Maps {
@@ -99,6 +108,15 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Diff { a, b, format } => {
+            let opts = LoadOptions { memory: true };
+            let ca = checkpoint::load(&a, &opts)?;
+            let cb = checkpoint::load(&b, &opts)?;
+            let d = checkpoint::diff::diff(&ca, &cb);
+            render::write_diff(&mut out, &d, table_style(format))?;
             out.flush()?;
             Ok(ExitCode::SUCCESS)
         }
