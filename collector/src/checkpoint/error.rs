@@ -121,6 +121,18 @@ pub enum Error {
         kind: &'static str,
         target: String,
     },
+    #[error("cannot write core file {path}")]
+    CoreWrite {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{count} processes: more than {limit} cores at once; choose one with --pid")]
+    TooManyProcesses { count: usize, limit: usize },
+    #[error("PID {pid}: {count} memory segments are more than an ELF core can count")]
+    TooManySegments { pid: u32, count: usize },
+    #[error("ELF writer: {reason}")]
+    Elf { reason: String },
     #[error("invalid search pattern")]
     Pattern(#[from] regex::Error),
     #[error("cannot list {path}")]

@@ -9,6 +9,7 @@
 //! [`model`] (what the report reads).
 
 pub mod archive;
+pub mod coredump;
 pub mod correlate;
 pub mod diff;
 pub mod error;
@@ -495,6 +496,15 @@ fn thread_from_core(tid: u32, core: Option<&proto::CoreEntry>) -> Thread {
         syscall,
         ip: regs.and_then(|r| r.ip),
         sp: regs.and_then(|r| r.sp),
+        regs: regs.map(|r| {
+            Box::new(Registers {
+                user: r.user_regs(),
+                fp: core
+                    .and_then(|c| c.thread_info.as_ref())
+                    .and_then(|t| t.fpregs.clone()),
+                compat,
+            })
+        }),
     }
 }
 

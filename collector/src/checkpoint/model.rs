@@ -176,6 +176,20 @@ pub struct Thread {
     pub syscall: Option<Syscall>,
     pub ip: Option<u64>,
     pub sp: Option<u64>,
+    /// Every register CRIU saved (for core files).
+    #[serde(skip)]
+    pub regs: Option<Box<Registers>>,
+}
+
+/// A thread's saved registers (x86_64).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Registers {
+    /// `struct user_regs_struct` order: r15 … gs.
+    pub user: [u64; 27],
+    /// The fxsave image and the AVX upper halves, when dumped.
+    pub fp: Option<super::proto::UserX86Fpregs>,
+    /// A 32-bit (compat) task.
+    pub compat: bool,
 }
 
 /// A syscall a thread sat in (`orig_ax` ≥ 0 on x86_64).

@@ -9,6 +9,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use super::checkpoint::{fd_label, human_size, sanitize, Node, Style};
+use crate::checkpoint::coredump::Core;
 use crate::checkpoint::diff::{Brief, Diff};
 use crate::checkpoint::maps::Maps;
 use crate::checkpoint::{Checkpoint, DiffEntry};
@@ -288,6 +289,48 @@ pub fn write_diff<W: Write>(out: &mut W, d: &Diff, style: Style) -> io::Result<(
         root.push(n);
     }
     root.write(out)
+}
+
+/// `checkpoint coredump`: the files written, and what they lack.
+pub fn write_cores<W: Write>(out: &mut W, cores: &[Core], style: Style) -> io::Result<()> {
+    if style == Style::Json {
+        serde_json::to_writer_pretty(&mut *out, cores).map_err(io::Error::other)?;
+        return writeln!(out);
+    }
+    let rows: Vec<Vec<String>> = cores
+        .iter()
+        .map(|c| {
+            vec![
+                c.pid.to_string(),
+                sanitize(&c.comm),
+                c.threads.to_string(),
+                c.segments.to_string(),
+                human_size(c.dumped_bytes),
+                human_size(c.from_rootfs_diff + c.from_rootfs),
+                c.missing.len().to_string(),
+                sanitize(&c.path.display().to_string()),
+            ]
+        })
+        .collect();
+    table(
+        out,
+        &["PID", "COMM", "THREADS", "SEGMENTS", "DUMPED", "FROM FILES", "LEFT OUT", "CORE"],
+        &rows,
+    )?;
+    for c in cores {
+        for m in &c.missing {
+            writeln!(
+                out,
+                "  PID {}: {:x}-{:x} {} left out: {}",
+                c.pid,
+                m.start,
+                m.end,
+                sanitize(&m.what),
+                sanitize(&m.why)
+            )?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Subcommand;
-use collector::checkpoint::{self, files, maps, LoadOptions};
+use collector::checkpoint::{self, coredump, files, maps, LoadOptions};
 use collector::report::forensics as render;
 
 use crate::checkpoint::{table_style, TableFormat};
@@ -34,6 +34,23 @@ pub enum Command {
     Diff {
         a: PathBuf,
         b: PathBuf,
+        #[arg(long, value_enum, default_value = "table")]
+        format: TableFormat,
+    },
+    /// One ELF core file per process (core.PID in DIR) that gdb loads:
+    /// registers, command line, auxv, file mappings and the dumped memory.
+    Coredump {
+        archive: PathBuf,
+        /// Only this process (PID in the container's namespace).
+        #[arg(long)]
+        pid: Option<u32>,
+        /// Directory for the core files (created if missing).
+        #[arg(short = 'o', long = "output")]
+        out_dir: PathBuf,
+        /// The container's root file system: file-backed pages that were not
+        /// dumped are read from there (resolved inside it).
+        #[arg(long)]
+        rootfs: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "table")]
         format: TableFormat,
     },
@@ -117,6 +134,21 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             let cb = checkpoint::load(&b, &opts)?;
             let d = checkpoint::diff::diff(&ca, &cb);
             render::write_diff(&mut out, &d, table_style(format))?;
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Coredump {
+            archive,
+            pid,
+            out_dir,
+            rootfs,
+            format,
+        } => {
+            let ckpt = checkpoint::load(&archive, &LoadOptions { memory: true })?;
+            let opts = coredump::Options { pid, out_dir, rootfs };
+            let cores = coredump::write_cores(&ckpt, &opts)
+                .with_context(|| format!("core files from {}", archive.display()))?;
+            render::write_cores(&mut out, &cores, table_style(format))?;
             out.flush()?;
             Ok(ExitCode::SUCCESS)
         }
