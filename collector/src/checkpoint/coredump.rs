@@ -34,7 +34,8 @@ const NT_X86_XSTATE: u32 = 0x202;
 const MAX_SEGMENTS: usize = 0xfffe;
 /// Most processes written in one run (each keeps a file open).
 const MAX_PROCESSES: usize = 512;
-/// Largest mapped file read to fill pages that were not dumped.
+/// Most bytes of mapped files read into one core (and the most read from
+/// `rootfs-diff.tar` for one file).
 const MAX_SOURCE_FILE: u64 = 1 << 30;
 
 /// What to write.
@@ -173,6 +174,9 @@ fn plan(p: &Process, sources: &BTreeMap<String, Source>, why_no_source: &BTreeMa
         let mut at = v.start;
         let gap = |a: u64, b: u64, pieces: &mut Vec<(u64, u64, Src)>| {
             let src = match v.kind() {
+                // PROT_NONE reservations (Go, the JVM) can be huge and
+                // are never read: no bytes for them.
+                _ if v.prot & 7 == 0 => Src::Missing,
                 "anon" | "heap" | "stack" => Src::Zero,
                 "file" if v.file.as_ref().is_some_and(|f| sources.contains_key(f)) => Src::File,
                 _ => Src::Missing,
@@ -203,6 +207,7 @@ fn plan(p: &Process, sources: &BTreeMap<String, Source>, why_no_source: &BTreeMa
                         .as_ref()
                         .and_then(|f| why_no_source.get(f).cloned())
                         .unwrap_or_else(|| "not dumped; the mapped file is unknown".into()),
+                    _ if v.prot & 7 == 0 => "no access (PROT_NONE): nothing to read".into(),
                     "vvar" => "kernel data page, never dumped".into(),
                     k => format!("{k} memory not dumped"),
                 };
@@ -523,12 +528,13 @@ pub fn write_cores(ckpt: &Checkpoint, opts: &Options) -> Result<Vec<Core>> {
             // next one's start (never at offset 0, where readers would find
             // the core's own ELF header).
             s.offset = off;
-            off += s.filesz;
+            off = off.saturating_add(s.filesz);
         }
         // Now that segments have offsets, place the file fills.
         for f in &mut plan.fills {
             f.core_offset = core_offset(&plan.segments, f.core_offset).unwrap_or(u64::MAX);
         }
+        plan.fills.retain(|f| f.core_offset != u64::MAX);
         w.write_file_header(&FileHeader {
             os_abi: elf::ELFOSABI_NONE,
             abi_version: 0,
@@ -583,13 +589,13 @@ pub fn write_cores(ckpt: &Checkpoint, opts: &Options) -> Result<Vec<Core>> {
         let Some(o) = open.get_mut(&pid) else { return Ok(()) };
         let mut at = 0usize;
         while at < bytes.len() {
-            let va = vaddr + at as u64;
+            let va = vaddr.saturating_add(at as u64);
             let Some((off, room)) = locate(&o.plan.segments, va) else {
                 // Not in any mapping (a corrupt pagemap): skip a page.
                 at += PAGE_SIZE as usize;
                 continue;
             };
-            let n = (room.min((bytes.len() - at) as u64)) as usize;
+            let n = room.min((bytes.len() - at) as u64) as usize;
             o.file
                 .write_all_at(&bytes[at..at + n], off)
                 .map_err(write_err(&o.tmp))?;
@@ -607,13 +613,17 @@ pub fn write_cores(ckpt: &Checkpoint, opts: &Options) -> Result<Vec<Core>> {
             let Some(src) = sources.get(&f.path) else { continue };
             let mut done = 0u64;
             while done < f.len {
+                if from_diff + from_rootfs + done >= MAX_SOURCE_FILE {
+                    tracing::warn!(pid = p.pid, limit = MAX_SOURCE_FILE, "file-backed pages cut at the byte limit");
+                    break;
+                }
                 let n = (f.len - done).min(buf.len() as u64) as usize;
-                let got = src.read_at(f.file_offset + done, &mut buf[..n]);
+                let got = src.read_at(f.file_offset.saturating_add(done), &mut buf[..n]);
                 if got == 0 {
                     break; // past the end of the file: those pages stay zero
                 }
                 o.file
-                    .write_all_at(&buf[..got], f.core_offset + done)
+                    .write_all_at(&buf[..got], f.core_offset.saturating_add(done))
                     .map_err(write_err(&o.tmp))?;
                 done += got as u64;
             }
@@ -644,7 +654,8 @@ pub fn write_cores(ckpt: &Checkpoint, opts: &Options) -> Result<Vec<Core>> {
 fn locate(segs: &[Segment], vaddr: u64) -> Option<(u64, u64)> {
     let i = segs.partition_point(|s| s.vaddr + s.memsz <= vaddr);
     let s = segs.get(i)?;
-    (s.vaddr <= vaddr && s.filesz > 0).then(|| (s.offset + (vaddr - s.vaddr), s.filesz - (vaddr - s.vaddr)))
+    let into = vaddr.checked_sub(s.vaddr)?;
+    (s.filesz > into).then(|| (s.offset.saturating_add(into), s.filesz - into))
 }
 
 fn core_offset(segs: &[Segment], vaddr: u64) -> Option<u64> {
