@@ -212,7 +212,7 @@ fn gdb_loads_the_cores_with_registers_memory_mappings_and_frames() {
     assert!(ok, "{err}");
     let made: serde_json::Value = serde_json::from_str(&out).expect("coredump JSON");
     assert_eq!(made.as_array().map(Vec::len), Some(procs.len()), "one core per process: {made:#}");
-    let mine = made.as_array().into_iter().flatten().find(|c| c["pid"].to_string() == pid).expect("the target's core").clone();
+    let mine = made.as_array().into_iter().flatten().find(|c| c["pid"].as_u64().map(|n| n.to_string()).as_deref() == Some(pid.as_str())).expect("the target's core").clone();
     assert!(mine["from_rootfs"].as_u64().is_some_and(|n| n > 0), "text pages read from --rootfs: {mine:#}");
     for m in mine["missing"].as_array().into_iter().flatten() {
         assert_eq!(m["what"], "[vvar]", "only the vvar page is left out: {mine:#}");

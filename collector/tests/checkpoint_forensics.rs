@@ -125,3 +125,66 @@ fn memsearch_filters_restrict_where_it_looks() {
     let (code, _, err) = collector(&["checkpoint", "memsearch", a, "--pid", "1", "--string", "x", "--map", "bogus"]);
     one_line_error(code, &err, "--map \"bogus\"");
 }
+
+#[test]
+fn diff_of_one_dump_in_two_packagings_is_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("plain.tar");
+    let raw = zstd::decode_all(std::fs::File::open(fixture()).unwrap()).unwrap();
+    std::fs::write(&plain, raw).unwrap();
+    let opts = LoadOptions { memory: true };
+    let a = checkpoint::load(&fixture(), &opts).unwrap();
+    let b = checkpoint::load(&plain, &opts).unwrap();
+    let d = checkpoint::diff::diff(&a, &b);
+    assert!(d.is_empty(), "{d:#?}");
+    let (code, out, err) = collector(&["checkpoint", "diff", fixture().to_str().unwrap(), plain.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("processes\n│   └── (no change)"), "{out}");
+}
+
+#[test]
+fn coredump_of_the_fixture_holds_the_marker_where_memsearch_found_it() {
+    let c = checkpoint::load(&fixture(), &LoadOptions { memory: true }).unwrap();
+    let hit = memory::search(&c, 1, &memory::Pattern::Literal(MARKER.into()), 0, &MapFilter::default()).unwrap();
+    let addr = hit[0].address;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cores");
+    let cores = checkpoint::coredump::write_cores(
+        &c,
+        &checkpoint::coredump::Options { pid: None, out_dir: out.clone(), rootfs: None },
+    )
+    .unwrap();
+    assert_eq!(cores.iter().map(|c| c.pid).collect::<Vec<_>>(), vec![1, 7, 8, 9]);
+    // No temporary files are left behind.
+    let mut names: Vec<String> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["core.1", "core.7", "core.8", "core.9"]);
+    let core = std::fs::read(out.join("core.1")).unwrap();
+    assert_eq!(&core[..4], b"\x7fELF");
+    assert_eq!(u16::from_le_bytes([core[16], core[17]]), 4, "ET_CORE");
+    // Find the PT_LOAD that holds the address and read the marker there.
+    let phoff = u64::from_le_bytes(core[32..40].try_into().unwrap()) as usize;
+    let phnum = u16::from_le_bytes([core[56], core[57]]) as usize;
+    let mut found = false;
+    for i in 0..phnum {
+        let ph = &core[phoff + 56 * i..phoff + 56 * (i + 1)];
+        let word = |at: usize| u64::from_le_bytes(ph[at..at + 8].try_into().unwrap());
+        let (kind, offset, vaddr, filesz) = (u32::from_le_bytes(ph[0..4].try_into().unwrap()), word(8), word(16), word(32));
+        if kind == 1 && vaddr <= addr && addr < vaddr + filesz {
+            let at = (offset + addr - vaddr) as usize;
+            assert_eq!(&core[at..at + MARKER.len()], MARKER.as_bytes());
+            found = true;
+        }
+    }
+    assert!(found, "no PT_LOAD with bytes for {addr:#x}");
+    // Without --rootfs, busybox's undumped pages are listed as left out.
+    assert!(cores[0].missing.iter().any(|m| m.what == "/bin/busybox" && m.why.contains("--rootfs")), "{:?}", cores[0].missing);
+    // An unknown PID is a clear error, and nothing is written.
+    let err = checkpoint::coredump::write_cores(
+        &c,
+        &checkpoint::coredump::Options { pid: Some(42), out_dir: dir.path().join("none"), rootfs: None },
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("no process with PID 42"), "{err}");
+    assert!(!dir.path().join("none").exists());
+}

@@ -217,8 +217,8 @@ impl MapFilter {
         let mut out: Vec<(u64, u64)> = vmas
             .iter()
             .filter(|v| !v.is_empty())
-            .filter(|v| self.map.as_ref().map_or(true, |m| m.matches(v)))
-            .filter(|v| self.perm.map_or(true, |p| v.prot & p == p))
+            .filter(|v| self.map.as_ref().is_none_or(|m| m.matches(v)))
+            .filter(|v| self.perm.is_none_or(|p| v.prot & p == p))
             .filter_map(|v| match self.range {
                 None => Some((v.start, v.end)),
                 Some((a, b)) => {
