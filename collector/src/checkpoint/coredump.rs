@@ -493,8 +493,25 @@ struct Open {
     dumped: u64,
 }
 
-/// Writes `core.<pid>` for the chosen processes into `opts.out_dir`.
+/// Writes `core.<pid>` for the chosen processes into `opts.out_dir`. On
+/// an error no partial core is left behind (finished ones stay).
 pub fn write_cores(ckpt: &Checkpoint, opts: &Options) -> Result<Vec<Core>> {
+    let result = write_all(ckpt, opts);
+    if result.is_err() {
+        if let Ok(dir) = std::fs::read_dir(&opts.out_dir) {
+            for e in dir.flatten() {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with(".core.") && name.ends_with(".partial") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+    result
+}
+
+fn write_all(ckpt: &Checkpoint, opts: &Options) -> Result<Vec<Core>> {
     let procs: Vec<&Process> = match opts.pid {
         Some(pid) => vec![maps::process(ckpt, pid)?],
         None => ckpt.processes.values().collect(),
@@ -769,6 +786,24 @@ mod tests {
         assert_eq!(info.len(), 136);
         assert_eq!(&info[40..44], b"prog");
         assert_eq!(&info[56..63], b"prog -x");
+    }
+
+    #[test]
+    fn hostile_layouts_do_not_panic() {
+        let mut p = process();
+        if let Some(m) = p.memory.as_mut() {
+            m.vmas = vec![
+                vma(0x1000, 0x7fff_ffff_f000, 0, 0, None), // PROT_NONE reservation
+                vma(0x9000, 0x5000, 3, 0, None),          // inverted
+                vma(u64::MAX - 0x1000, u64::MAX, 3, 0, None),
+            ];
+            m.runs = vec![PageRun { vaddr: u64::MAX - 0x1000, nr_pages: u64::MAX, offset: 0 }];
+        }
+        let plan = plan(&p, &BTreeMap::new(), &BTreeMap::new());
+        assert_eq!(plan.segments[0].filesz, 0, "PROT_NONE has no bytes");
+        assert!(plan.missing[0].why.contains("PROT_NONE"));
+        assert_eq!(plan.segments.len(), 2);
+        assert_eq!(locate(&plan.segments, u64::MAX - 1), Some((u64::MAX - 1 - (u64::MAX - 0x1000), 1)));
     }
 
     #[test]
