@@ -133,6 +133,8 @@ pub enum Error {
     TooManySegments { pid: u32, count: usize },
     #[error("ELF writer: {reason}")]
     Elf { reason: String },
+    #[error("{path}: reading took more than {secs} s; stopped")]
+    TimeLimit { path: PathBuf, secs: u64 },
     #[error("invalid search pattern")]
     Pattern(#[from] regex::Error),
     #[error("cannot list {path}")]

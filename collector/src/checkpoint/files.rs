@@ -2,7 +2,7 @@
 //! the container wrote) and `deleted.files`, and the contents of one of them.
 //! The nested tar is streamed from inside the archive: nothing is extracted,
 //! names are compared as text only, links are reported and never followed,
-//! and every read has a byte cap and a member cap.
+//! and every read has a byte cap, a member cap and a time limit.
 
 use std::io::{Read, Write};
 
@@ -89,7 +89,9 @@ fn find_in_nested(
         source,
     };
     let mut tar = tar::Archive::new(r);
+    let start = std::time::Instant::now();
     for (i, entry) in tar.entries().map_err(err)?.enumerate() {
+        archive::check_time(std::path::Path::new(member), start)?;
         if i >= NESTED_MEMBERS {
             tracing::warn!(member, limit = NESTED_MEMBERS, "nested tar: member limit reached");
             break;

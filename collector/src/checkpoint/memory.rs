@@ -49,6 +49,7 @@ where
         return Ok(());
     }
     let mut buf = Vec::new();
+    let start = std::time::Instant::now();
     archive::walk(&ckpt.path, |m, r| {
         let Some((pid, runs)) = wanted.get(&m.name) else {
             return Ok(());
@@ -63,6 +64,7 @@ where
             let len = run.nr_pages.saturating_mul(PAGE_SIZE);
             let mut done = 0u64;
             while done < len {
+                archive::check_time(&ckpt.path, start)?;
                 let n = (len - done).min(CHUNK);
                 buf.resize(n as usize, 0);
                 read_exact(r, &mut buf, &m.name, pos)?;
