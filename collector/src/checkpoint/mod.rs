@@ -9,6 +9,7 @@
 //! [`model`] (what the report reads).
 
 pub mod archive;
+pub mod core_notes;
 pub mod coredump;
 pub mod correlate;
 pub mod diff;
