@@ -7,7 +7,10 @@
 # Times `inspect --all` (which streams the archive twice: once for the
 # images, once through the pages for command lines and environments) and
 # `show` on the Podman export (zstd) and on the same data as a plain
-# kubelet-style tar. Prints a markdown table.
+# kubelet-style tar. Also times the forensics commands on the same archives:
+# `coredump` (every process, to a directory under the work dir), `diff`
+# against a `--leave-running` checkpoint of the same container taken just
+# before, `maps` and `files`. Prints markdown tables.
 #
 # Usage: bench/checkpoint-inspect.sh [RUNS]   (root; tests/setup.sh first)
 set -euo pipefail
@@ -46,8 +49,11 @@ for _ in $(seq 60); do
     "${podman[@]}" exec "$name" sh -c "test -e /tmp/ready" 2>/dev/null && break
     sleep 1
 done
+# An earlier checkpoint of the same container, for `diff`.
+"${podman[@]}" container checkpoint --leave-running --export="$work/before.tar.zst" "$name" >/dev/null
 "${podman[@]}" container checkpoint --export="$work/export.tar.zst" "$name" >/dev/null
 zstd -qdc "$work/export.tar.zst" > "$work/kubelet.tar"
+zstd -qdc "$work/before.tar.zst" > "$work/before.tar"
 
 # Wall time of one run in milliseconds.
 time_ms() {
@@ -74,5 +80,31 @@ for archive in "$work/kubelet.tar" "$work/export.tar.zst"; do
             time_ms "$bin" checkpoint $cmd "$archive"
         done)
         echo "| $label | ${size} MB | checkpoint $cmd | $(echo "$samples" | min) | $(echo "$samples" | median) |"
+    done
+done
+
+echo
+echo "| archive | size | command | min ms | median ms |"
+echo "|---|---|---|---|---|"
+for archive in "$work/kubelet.tar" "$work/export.tar.zst"; do
+    size=$(du -m "$archive" | cut -f1)
+    label=$(basename "$archive")
+    case $archive in *.zst) before=$work/before.tar.zst ;; *) before=$work/before.tar ;; esac
+    for cmd in coredump diff maps files; do
+        case $cmd in
+            coredump) args=(coredump "$archive" -o "$work/cores") ;;
+            diff) args=(diff "$before" "$archive") ;;
+            maps) args=(maps "$archive" --pid 1) ;;
+            files) args=(files "$archive") ;;
+        esac
+        "$bin" checkpoint "${args[@]}" >/dev/null # warm the page cache
+        samples=$(for _ in $(seq "$runs"); do
+            rm -rf "$work/cores"
+            time_ms "$bin" checkpoint "${args[@]}"
+        done)
+        echo "| $label | ${size} MB | checkpoint $cmd | $(echo "$samples" | min) | $(echo "$samples" | median) |"
+        if [ "$cmd" = coredump ]; then
+            echo "$label: cores $(du -sh --apparent-size "$work/cores" | cut -f1) apparent, $(du -sh "$work/cores" | cut -f1) on disk" >&2
+        fi
     done
 done

@@ -9,7 +9,8 @@ export DEBIAN_FRONTEND=noninteractive
 need=()
 # gcc and libc6-dev build the static C fixtures of the e2e tests (tests/fixtures).
 for pair in runc:runc podman:podman busybox-static:/bin/busybox jq:jq strace:strace \
-            zstd:zstd make:make bpftrace:bpftrace gcc:gcc libc6-dev:/usr/include/stdio.h; do
+            zstd:zstd make:make bpftrace:bpftrace gdb:gdb gcc:gcc \
+            libc6-dev:/usr/lib/x86_64-linux-gnu/libc.a; do
     pkg=${pair%%:*} probe=${pair#*:}
     case $probe in
         /*) [ -e "$probe" ] || need+=("$pkg") ;;

@@ -13,6 +13,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use collector::checkpoint::maps::MapFilter;
 use collector::checkpoint::{
     self, image, memory, proto, seccomp, Error, FileKind, Format, LoadOptions, TaskState,
 };
@@ -375,21 +376,21 @@ fn seccomp_allowed_set_matches_podman_default_profile() {
 #[test]
 fn memsearch_finds_marker_in_pid1_heap() {
     let c = load(&podman_export());
-    let hits = memory::search(&c, 1, &memory::Pattern::Literal(MARKER.into()), 16).unwrap();
+    let hits = memory::search(&c, 1, &memory::Pattern::Literal(MARKER.into()), 16, &MapFilter::default()).unwrap();
     assert_eq!(hits.len(), 1, "{hits:?}");
     assert_eq!(hits[0].mapping, "[heap]");
     assert_eq!(hits[0].perms, "rw-p");
     assert_eq!(hits[0].matched, MARKER);
     assert!(hits[0].address >= hits[0].mapping_start && hits[0].address < hits[0].mapping_end);
     let re = memory::Pattern::Regex(r"ofsa-marker-[0-9]+-in-memory".into());
-    assert_eq!(memory::search(&c, 1, &re, 0).unwrap().len(), 1);
+    assert_eq!(memory::search(&c, 1, &re, 0, &MapFilter::default()).unwrap().len(), 1);
     // Not in the sleep process, and an unknown PID is a clear error.
     assert!(
-        memory::search(&c, 9, &memory::Pattern::Literal(MARKER.into()), 0)
+        memory::search(&c, 9, &memory::Pattern::Literal(MARKER.into()), 0, &MapFilter::default())
             .unwrap()
             .is_empty()
     );
-    let err = memory::search(&c, 99, &memory::Pattern::Literal(MARKER.into()), 0).unwrap_err();
+    let err = memory::search(&c, 99, &memory::Pattern::Literal(MARKER.into()), 0, &MapFilter::default()).unwrap_err();
     assert!(err.to_string().contains("no process with PID 99"), "{err}");
 }
 

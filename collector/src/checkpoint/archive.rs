@@ -50,6 +50,21 @@ pub struct Summary {
     pub ignored: Vec<String>,
 }
 
+/// Longest a single pass over one archive may take: a decompression bomb or
+/// a stalled file system ends in an error, not a hang.
+pub const TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(900);
+
+/// Errors out once `start` is more than [`TIME_LIMIT`] ago.
+pub fn check_time(path: &Path, start: std::time::Instant) -> Result<()> {
+    if start.elapsed() > TIME_LIMIT {
+        return Err(Error::TimeLimit {
+            path: path.to_path_buf(),
+            secs: TIME_LIMIT.as_secs(),
+        });
+    }
+    Ok(())
+}
+
 /// Upper bound on the directory depth we descend into for extracted
 /// checkpoints; real ones are two levels deep.
 const MAX_DIR_DEPTH: usize = 8;
@@ -172,7 +187,9 @@ where
     let mut archive = tar::Archive::new(reader);
     let entries = archive.entries().map_err(archive_err)?;
     let mut previous: Option<String> = None;
+    let start = std::time::Instant::now();
     for entry in entries {
+        check_time(path, start)?;
         // A failure to read the next header after a member usually means the
         // archive was cut inside that member: name it.
         let mut entry = entry.map_err(|source| match &previous {
@@ -330,6 +347,12 @@ pub struct DiffEntry {
     pub size: u64,
     /// `file`, `dir`, `symlink`, `hardlink`, `other`.
     pub kind: &'static str,
+    /// Modification time (seconds since the epoch) from the tar header.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mtime: Option<u64>,
+    /// Where a link points (never followed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
 }
 
 /// Lists a nested tar while streaming it; entries are never extracted.
@@ -367,10 +390,19 @@ pub fn list_nested(
         if path.is_empty() {
             continue;
         }
+        let link = if t.is_symlink() || t.is_hard_link() {
+            entry
+                .link_name_bytes()
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+        } else {
+            None
+        };
         out.push(DiffEntry {
             path,
             size: entry.size(),
             kind,
+            mtime: entry.header().mtime().ok(),
+            link,
         });
     }
     Ok(out)

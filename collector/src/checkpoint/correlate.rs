@@ -383,6 +383,7 @@ mod tests {
                 syscall: Some(Syscall { nr: 0, name: blocked.into(), ax: 0, args: [0; 6] }),
                 ip: None,
                 sp: None,
+                regs: None,
             }],
             cwd: None,
             root: None,

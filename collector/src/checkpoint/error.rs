@@ -103,6 +103,38 @@ pub enum Error {
     },
     #[error("no process with PID {pid} in checkpoint/pstree.img (PIDs: {known})")]
     NoSuchPid { pid: u32, known: String },
+    #[error("{what} {value:?}: {reason}")]
+    BadFilter {
+        what: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+    #[error("PID {pid} has no mapping that matches {filter}")]
+    NoMapping { pid: u32, filter: String },
+    #[error("{path:?}: not a usable container path (empty, or climbs with '..')")]
+    BadPath { path: String },
+    #[error("{path}: no contents in the checkpoint: {why}")]
+    NotChanged { path: String, why: &'static str },
+    #[error("{path} in rootfs-diff.tar is {kind}{}; it is not followed", if target.is_empty() { String::new() } else { format!(" to {target:?}") })]
+    NotRegular {
+        path: String,
+        kind: &'static str,
+        target: String,
+    },
+    #[error("cannot write core file {path}")]
+    CoreWrite {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{count} processes: more than {limit} cores at once; choose one with --pid")]
+    TooManyProcesses { count: usize, limit: usize },
+    #[error("PID {pid}: {count} memory segments are more than an ELF core can count")]
+    TooManySegments { pid: u32, count: usize },
+    #[error("ELF writer: {reason}")]
+    Elf { reason: String },
+    #[error("{path}: reading took more than {secs} s; stopped")]
+    TimeLimit { path: PathBuf, secs: u64 },
     #[error("invalid search pattern")]
     Pattern(#[from] regex::Error),
     #[error("cannot list {path}")]

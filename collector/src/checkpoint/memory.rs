@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use super::archive;
 use super::error::{Error, Result};
+use super::maps::{self, MapFilter};
 use super::model::{Checkpoint, PageRun, Vma};
 
 pub const PAGE_SIZE: u64 = 4096;
@@ -29,7 +30,7 @@ pub const MAX_MATCHES: usize = 10_000;
 
 /// Streams the dumped pages of `pids`. `sink(pid, vaddr, bytes)` sees each
 /// present page run in order, in chunks.
-fn stream_pages<F>(ckpt: &Checkpoint, pids: &BTreeSet<u32>, mut sink: F) -> Result<()>
+pub(crate) fn stream_pages<F>(ckpt: &Checkpoint, pids: &BTreeSet<u32>, mut sink: F) -> Result<()>
 where
     F: FnMut(u32, u64, &[u8]) -> Result<()>,
 {
@@ -48,6 +49,7 @@ where
         return Ok(());
     }
     let mut buf = Vec::new();
+    let start = std::time::Instant::now();
     archive::walk(&ckpt.path, |m, r| {
         let Some((pid, runs)) = wanted.get(&m.name) else {
             return Ok(());
@@ -62,6 +64,7 @@ where
             let len = run.nr_pages.saturating_mul(PAGE_SIZE);
             let mut done = 0u64;
             while done < len {
+                archive::check_time(&ckpt.path, start)?;
                 let n = (len - done).min(CHUNK);
                 buf.resize(n as usize, 0);
                 read_exact(r, &mut buf, &m.name, pos)?;
@@ -246,55 +249,104 @@ pub fn printable(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// Searches the dumped memory of `pid`.
+/// Searches the dumped memory of `pid`, only where `filter` lets through
+/// (every mapping when it is empty).
 pub fn search(
     ckpt: &Checkpoint,
     pid: u32,
     pattern: &Pattern,
     context: usize,
+    filter: &MapFilter,
 ) -> Result<Vec<Match>> {
-    let Some(proc_) = ckpt.processes.get(&pid) else {
-        return Err(Error::NoSuchPid {
-            pid,
-            known: ckpt
-                .processes
-                .keys()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(", "),
-        });
-    };
+    let proc_ = maps::process(ckpt, pid)?;
     let re = pattern.compile()?;
     let vmas: Vec<Vma> = proc_
         .memory
         .as_ref()
         .map(|m| m.vmas.clone())
         .unwrap_or_default();
-    let mut window: Vec<u8> = Vec::new();
-    let mut window_start = 0u64;
-    let mut seen: BTreeSet<u64> = BTreeSet::new();
-    let mut out = Vec::new();
+    let allowed = if filter.is_empty() {
+        None
+    } else {
+        let r = filter.ranges(&vmas);
+        if r.is_empty() {
+            return Err(Error::NoMapping {
+                pid,
+                filter: filter.describe(),
+            });
+        }
+        Some(r)
+    };
+    let mut scan = Scanner {
+        re: &re,
+        vmas: &vmas,
+        pid,
+        context,
+        window: Vec::new(),
+        window_start: 0,
+        seen: BTreeSet::new(),
+        out: Vec::new(),
+    };
     let pids = BTreeSet::from([pid]);
     stream_pages(ckpt, &pids, |_, vaddr, bytes| {
-        if out.len() >= MAX_MATCHES {
-            return Ok(());
+        match &allowed {
+            None => scan.feed(vaddr, bytes),
+            Some(ranges) => {
+                let end = vaddr.saturating_add(bytes.len() as u64);
+                for &(a, b) in ranges {
+                    let lo = a.max(vaddr);
+                    let hi = b.min(end);
+                    if lo < hi {
+                        let part = bytes
+                            .get((lo - vaddr) as usize..(hi - vaddr) as usize)
+                            .unwrap_or_default();
+                        scan.feed(lo, part);
+                    }
+                }
+            }
+        }
+        Ok(())
+    })?;
+    Ok(scan.out)
+}
+
+/// The search state across chunks: a sliding window over contiguous memory.
+struct Scanner<'a> {
+    re: &'a Regex,
+    vmas: &'a [Vma],
+    pid: u32,
+    context: usize,
+    window: Vec<u8>,
+    window_start: u64,
+    seen: BTreeSet<u64>,
+    out: Vec<Match>,
+}
+
+impl Scanner<'_> {
+    fn feed(&mut self, vaddr: u64, bytes: &[u8]) {
+        if self.out.len() >= MAX_MATCHES || bytes.is_empty() {
+            return;
         }
         // Continue the window only if this chunk follows it in memory.
-        if window_start.saturating_add(window.len() as u64) != vaddr {
-            window.clear();
-            window_start = vaddr;
+        if self.window_start.saturating_add(self.window.len() as u64) != vaddr {
+            self.window.clear();
+            self.window_start = vaddr;
         }
-        window.extend_from_slice(bytes);
-        for m in re.find_iter(&window) {
-            let address = window_start + m.start() as u64;
-            if !seen.insert(address) {
+        self.window.extend_from_slice(bytes);
+        let window = &self.window;
+        for m in self.re.find_iter(window) {
+            let address = self.window_start + m.start() as u64;
+            if !self.seen.insert(address) {
                 continue;
             }
-            let vma = vmas.iter().find(|v| v.start <= address && address < v.end);
-            let b = m.start().saturating_sub(context);
-            let a = (m.end() + context).min(window.len());
-            out.push(Match {
-                pid,
+            let vma = self
+                .vmas
+                .iter()
+                .find(|v| v.start <= address && address < v.end);
+            let b = m.start().saturating_sub(self.context);
+            let a = (m.end() + self.context).min(window.len());
+            self.out.push(Match {
+                pid: self.pid,
                 address,
                 len: m.len(),
                 mapping: vma.map(|v| v.what.clone()).unwrap_or_else(|| "?".into()),
@@ -306,22 +358,17 @@ pub fn search(
                 matched: printable(m.as_bytes()),
                 after: printable(window.get(m.end()..a).unwrap_or_default()),
             });
-            if out.len() >= MAX_MATCHES {
-                tracing::warn!(
-                    max = MAX_MATCHES,
-                    "memory search stopped at the match limit"
-                );
+            if self.out.len() >= MAX_MATCHES {
+                tracing::warn!(max = MAX_MATCHES, "memory search stopped at the match limit");
                 break;
             }
         }
-        if window.len() > OVERLAP {
-            let cut = window.len() - OVERLAP;
-            window.drain(..cut);
-            window_start += cut as u64;
+        if self.window.len() > OVERLAP {
+            let cut = self.window.len() - OVERLAP;
+            self.window.drain(..cut);
+            self.window_start += cut as u64;
         }
-        Ok(())
-    })?;
-    Ok(out)
+    }
 }
 
 #[cfg(test)]

@@ -9,9 +9,14 @@
 //! [`model`] (what the report reads).
 
 pub mod archive;
+pub mod core_notes;
+pub mod coredump;
 pub mod correlate;
+pub mod diff;
 pub mod error;
+pub mod files;
 pub mod image;
+pub mod maps;
 pub mod memory;
 pub mod model;
 pub mod proto;
@@ -492,6 +497,15 @@ fn thread_from_core(tid: u32, core: Option<&proto::CoreEntry>) -> Thread {
         syscall,
         ip: regs.and_then(|r| r.ip),
         sp: regs.and_then(|r| r.sp),
+        regs: regs.map(|r| {
+            Box::new(Registers {
+                user: r.user_regs(),
+                fp: core
+                    .and_then(|c| c.thread_info.as_ref())
+                    .and_then(|t| t.fpregs.clone()),
+                compat,
+            })
+        }),
     }
 }
 
@@ -515,19 +529,39 @@ fn decode_memory<'a>(
         .iter()
         .map(|v| {
             let status = v.status.unwrap_or(0);
-            let what = vma_label(status, v.shmid.unwrap_or(0), files);
+            let (start, end) = (v.start.unwrap_or(0), v.end.unwrap_or(0));
+            let mut what = vma_label(status, v.shmid.unwrap_or(0), files);
+            // CRIU does not always flag the main stack (VMA_AREA_STACK): it
+            // is the private anonymous mapping that holds mm_start_stack.
+            let start_stack = mm.mm_start_stack.unwrap_or(0);
+            if what == "anon" && start <= start_stack && start_stack < end {
+                what = "[stack]".into();
+            }
+            let file = (status & (1 << 6 | 1 << 7) != 0)
+                .then(|| {
+                    u32::try_from(v.shmid.unwrap_or(0))
+                        .ok()
+                        .and_then(|id| files.get(&id))
+                        .and_then(|f| f.reg.as_ref())
+                        .and_then(|r| r.name.clone())
+                })
+                .flatten();
             Vma {
-                start: v.start.unwrap_or(0),
-                end: v.end.unwrap_or(0),
+                start,
+                end,
                 prot: v.prot.unwrap_or(0),
                 status,
                 what,
+                pgoff: v.pgoff.unwrap_or(0),
+                flags: v.flags.unwrap_or(0),
+                file,
             }
         })
         .collect();
     let mut memory = Memory {
         arg: (mm.mm_arg_start.unwrap_or(0), mm.mm_arg_end.unwrap_or(0)),
         env: (mm.mm_env_start.unwrap_or(0), mm.mm_env_end.unwrap_or(0)),
+        auxv: mm.mm_saved_auxv.clone(),
         vmas,
         pages_id: 0,
         runs: Vec::new(),

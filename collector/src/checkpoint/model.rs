@@ -176,6 +176,20 @@ pub struct Thread {
     pub syscall: Option<Syscall>,
     pub ip: Option<u64>,
     pub sp: Option<u64>,
+    /// Every register CRIU saved (for core files).
+    #[serde(skip)]
+    pub regs: Option<Box<Registers>>,
+}
+
+/// A thread's saved registers (x86_64).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Registers {
+    /// `struct user_regs_struct` order: r15 … gs.
+    pub user: [u64; 27],
+    /// The fxsave image and the AVX upper halves, when dumped.
+    pub fp: Option<super::proto::UserX86Fpregs>,
+    /// A 32-bit (compat) task.
+    pub compat: bool,
 }
 
 /// A syscall a thread sat in (`orig_ax` ≥ 0 on x86_64).
@@ -190,7 +204,7 @@ pub struct Syscall {
 }
 
 /// An open file descriptor.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Fd {
     pub fd: u32,
     pub flags: u32,
@@ -238,6 +252,8 @@ pub enum FileKind {
 pub struct Memory {
     pub arg: (u64, u64),
     pub env: (u64, u64),
+    /// The saved auxiliary vector (`mm_saved_auxv`), key/value words.
+    pub auxv: Vec<u64>,
     pub vmas: Vec<Vma>,
     pub pages_id: u32,
     /// Page runs whose data is in `pages-<pages_id>.img`, with their offset
@@ -262,9 +278,49 @@ pub struct Vma {
     pub status: u32,
     /// What it maps: `[heap]`, `[stack]`, a file path, `anon`…
     pub what: String,
+    /// Offset in the mapped file, bytes (file mappings).
+    pub pgoff: u64,
+    /// `mmap` flags as dumped (`MAP_PRIVATE`, `MAP_SHARED`, …).
+    pub flags: u32,
+    /// The mapped file's path, for file mappings whose file is in `files.img`.
+    pub file: Option<String>,
 }
 
 impl Vma {
+    /// The kind of mapping, as `checkpoint maps` and `memsearch --map` name
+    /// it: `heap`, `stack`, `vdso`, `vvar`, `vsyscall`, `file`, `shmem`,
+    /// `anon`.
+    pub fn kind(&self) -> &'static str {
+        let s = self.status;
+        if s & (1 << 5) != 0 {
+            "heap"
+        } else if s & (1 << 1) != 0 || self.what == "[stack]" {
+            "stack"
+        } else if s & (1 << 3) != 0 {
+            "vdso"
+        } else if s & (1 << 12) != 0 {
+            "vvar"
+        } else if s & (1 << 2) != 0 {
+            "vsyscall"
+        } else if s & (1 << 6 | 1 << 7) != 0 {
+            "file"
+        } else if s & (1 << 8 | 1 << 10 | 1 << 11) != 0 {
+            "shmem"
+        } else {
+            "anon"
+        }
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> u64 {
+        self.end.saturating_sub(self.start)
+    }
+
+    /// True for an empty (or inverted, hence corrupt) range.
+    pub fn is_empty(&self) -> bool {
+        self.end <= self.start
+    }
+
     /// `rwxp`-style protection string.
     pub fn perms(&self) -> String {
         let p = self.prot;

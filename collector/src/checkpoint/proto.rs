@@ -148,18 +148,35 @@ pub struct CredsEntry {
     pub egid: Option<u32>,
 }
 
-/// `core-x86.proto: thread_info_x86` (general registers only).
+/// `core-x86.proto: thread_info_x86`.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct ThreadInfoX86 {
     #[prost(uint64, optional, tag = "1")]
     pub clear_tid_addr: Option<u64>,
     #[prost(message, optional, tag = "2")]
     pub gpregs: Option<UserX86Regs>,
+    #[prost(message, optional, tag = "3")]
+    pub fpregs: Option<UserX86Fpregs>,
 }
 
-/// `core-x86.proto: user_x86_regs_entry` (the registers we show).
+/// `core-x86.proto: user_x86_regs_entry`: tags 1..=27 are
+/// `struct user_regs_struct` in order (r15 … gs).
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct UserX86Regs {
+    #[prost(uint64, optional, tag = "1")]
+    pub r15: Option<u64>,
+    #[prost(uint64, optional, tag = "2")]
+    pub r14: Option<u64>,
+    #[prost(uint64, optional, tag = "3")]
+    pub r13: Option<u64>,
+    #[prost(uint64, optional, tag = "4")]
+    pub r12: Option<u64>,
+    #[prost(uint64, optional, tag = "5")]
+    pub bp: Option<u64>,
+    #[prost(uint64, optional, tag = "6")]
+    pub bx: Option<u64>,
+    #[prost(uint64, optional, tag = "7")]
+    pub r11: Option<u64>,
     #[prost(uint64, optional, tag = "8")]
     pub r10: Option<u64>,
     #[prost(uint64, optional, tag = "9")]
@@ -168,6 +185,8 @@ pub struct UserX86Regs {
     pub r8: Option<u64>,
     #[prost(uint64, optional, tag = "11")]
     pub ax: Option<u64>,
+    #[prost(uint64, optional, tag = "12")]
+    pub cx: Option<u64>,
     #[prost(uint64, optional, tag = "13")]
     pub dx: Option<u64>,
     #[prost(uint64, optional, tag = "14")]
@@ -178,11 +197,100 @@ pub struct UserX86Regs {
     pub orig_ax: Option<u64>,
     #[prost(uint64, optional, tag = "17")]
     pub ip: Option<u64>,
+    #[prost(uint64, optional, tag = "18")]
+    pub cs: Option<u64>,
+    #[prost(uint64, optional, tag = "19")]
+    pub flags: Option<u64>,
     #[prost(uint64, optional, tag = "20")]
     pub sp: Option<u64>,
+    #[prost(uint64, optional, tag = "21")]
+    pub ss: Option<u64>,
+    #[prost(uint64, optional, tag = "22")]
+    pub fs_base: Option<u64>,
+    #[prost(uint64, optional, tag = "23")]
+    pub gs_base: Option<u64>,
+    #[prost(uint64, optional, tag = "24")]
+    pub ds: Option<u64>,
+    #[prost(uint64, optional, tag = "25")]
+    pub es: Option<u64>,
+    #[prost(uint64, optional, tag = "26")]
+    pub fs: Option<u64>,
+    #[prost(uint64, optional, tag = "27")]
+    pub gs: Option<u64>,
     /// `user_x86_regs_mode`: 1 native, 2 compat (32-bit).
     #[prost(int32, optional, tag = "28")]
     pub mode: Option<i32>,
+}
+
+impl UserX86Regs {
+    /// The registers in `struct user_regs_struct` order (missing ones 0).
+    pub fn user_regs(&self) -> [u64; 27] {
+        [
+            self.r15.unwrap_or(0),
+            self.r14.unwrap_or(0),
+            self.r13.unwrap_or(0),
+            self.r12.unwrap_or(0),
+            self.bp.unwrap_or(0),
+            self.bx.unwrap_or(0),
+            self.r11.unwrap_or(0),
+            self.r10.unwrap_or(0),
+            self.r9.unwrap_or(0),
+            self.r8.unwrap_or(0),
+            self.ax.unwrap_or(0),
+            self.cx.unwrap_or(0),
+            self.dx.unwrap_or(0),
+            self.si.unwrap_or(0),
+            self.di.unwrap_or(0),
+            self.orig_ax.unwrap_or(0),
+            self.ip.unwrap_or(0),
+            self.cs.unwrap_or(0),
+            self.flags.unwrap_or(0),
+            self.sp.unwrap_or(0),
+            self.ss.unwrap_or(0),
+            self.fs_base.unwrap_or(0),
+            self.gs_base.unwrap_or(0),
+            self.ds.unwrap_or(0),
+            self.es.unwrap_or(0),
+            self.fs.unwrap_or(0),
+            self.gs.unwrap_or(0),
+        ]
+    }
+}
+
+/// `core-x86.proto: user_x86_fpregs_entry` (the fxsave image).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct UserX86Fpregs {
+    #[prost(uint32, optional, tag = "1")]
+    pub cwd: Option<u32>,
+    #[prost(uint32, optional, tag = "2")]
+    pub swd: Option<u32>,
+    #[prost(uint32, optional, tag = "3")]
+    pub twd: Option<u32>,
+    #[prost(uint32, optional, tag = "4")]
+    pub fop: Option<u32>,
+    #[prost(uint64, optional, tag = "5")]
+    pub rip: Option<u64>,
+    #[prost(uint64, optional, tag = "6")]
+    pub rdp: Option<u64>,
+    #[prost(uint32, optional, tag = "7")]
+    pub mxcsr: Option<u32>,
+    #[prost(uint32, optional, tag = "8")]
+    pub mxcsr_mask: Option<u32>,
+    #[prost(uint32, repeated, packed = "false", tag = "9")]
+    pub st_space: Vec<u32>,
+    #[prost(uint32, repeated, packed = "false", tag = "10")]
+    pub xmm_space: Vec<u32>,
+    #[prost(message, optional, tag = "13")]
+    pub xsave: Option<UserX86Xsave>,
+}
+
+/// `core-x86.proto: user_x86_xsave_entry`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct UserX86Xsave {
+    #[prost(uint64, optional, tag = "1")]
+    pub xstate_bv: Option<u64>,
+    #[prost(uint32, repeated, packed = "false", tag = "2")]
+    pub ymmh_space: Vec<u32>,
 }
 
 /// `fdinfo.proto: fdinfo_entry`.
@@ -351,6 +459,9 @@ pub struct MmEntry {
     pub mm_env_end: Option<u64>,
     #[prost(uint32, optional, tag = "12")]
     pub exe_file_id: Option<u32>,
+    /// `mm_saved_auxv`: the auxiliary vector, key/value words.
+    #[prost(uint64, repeated, packed = "false", tag = "13")]
+    pub mm_saved_auxv: Vec<u64>,
     #[prost(message, repeated, tag = "14")]
     pub vmas: Vec<VmaEntry>,
 }

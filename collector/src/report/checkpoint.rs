@@ -313,6 +313,10 @@ impl Node {
         self.children.push(n);
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.children.is_empty()
+    }
+
     pub(crate) fn write<W: Write>(&self, out: &mut W) -> io::Result<()> {
         writeln!(out, "{}", self.label)?;
         self.write_children(out, "")

@@ -6,6 +6,7 @@
 pub mod checkpoint;
 pub mod correlate;
 pub mod profiles;
+pub mod forensics;
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};

@@ -1,4 +1,5 @@
-//! `collector checkpoint {show,inspect,memsearch,list}`: read Kubernetes,
+//! `collector checkpoint {show,inspect,memsearch,list}` (and, from
+//! `forensics`, `files`, `maps`, `diff`, `coredump`): read Kubernetes,
 //! CRI-O and Podman checkpoint archives. Turns the raw arguments into
 //! settings, calls the `checkpoint` library and hands the result to
 //! `report::checkpoint` for printing.
@@ -9,6 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::{Subcommand, ValueEnum};
+use collector::checkpoint::maps::{MapFilter, MapSel};
 use collector::checkpoint::{self, memory, LoadOptions};
 use collector::report::checkpoint::{self as render, Sections, Style};
 
@@ -25,7 +27,7 @@ enum TreeFormat {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum TableFormat {
+pub(crate) enum TableFormat {
     Table,
     Json,
 }
@@ -98,9 +100,21 @@ enum Command {
         /// Bytes of context shown around each match.
         #[arg(long, default_value_t = 32)]
         context: usize,
+        /// Search only these mappings: heap, stack, anon, file, or a file's
+        /// absolute path.
+        #[arg(long)]
+        map: Option<String>,
+        /// Search only mappings with these permissions (e.g. rw, x).
+        #[arg(long)]
+        perm: Option<String>,
+        /// Search only START-END (hex addresses, end excluded).
+        #[arg(long)]
+        range: Option<String>,
         #[arg(long, value_enum, default_value = "table")]
         format: TableFormat,
     },
+    #[command(flatten)]
+    Forensics(crate::forensics::Command),
     /// Checkpoint archives in a directory.
     List {
         #[arg(default_value = checkpoint::KUBELET_CHECKPOINTS)]
@@ -110,7 +124,7 @@ enum Command {
     },
 }
 
-fn table_style(f: TableFormat) -> Style {
+pub(crate) fn table_style(f: TableFormat) -> Style {
     match f {
         TableFormat::Table => Style::Text,
         TableFormat::Json => Style::Json,
@@ -217,15 +231,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             string,
             regex,
             context,
+            map,
+            perm,
+            range,
             format,
         } => {
+            let filter = MapFilter {
+                map: map.as_deref().map(MapSel::parse).transpose()?,
+                perm: perm.as_deref().map(MapFilter::parse_perm).transpose()?,
+                range: range.as_deref().map(MapFilter::parse_range).transpose()?,
+            };
             let (pattern, shown) = match (string, regex) {
                 (Some(s), None) => (memory::Pattern::Literal(s.clone()), s),
                 (None, Some(r)) => (memory::Pattern::Regex(r.clone()), r),
                 _ => bail!("memsearch needs what to look for: --string TEXT or --regex PATTERN"),
             };
             let ckpt = checkpoint::load(&archive, &LoadOptions::default())?;
-            let matches = memory::search(&ckpt, pid, &pattern, context)
+            let matches = memory::search(&ckpt, pid, &pattern, context, &filter)
                 .with_context(|| format!("searching PID {pid} in {}", archive.display()))?;
             render::write_matches(&mut out, pid, &shown, &matches, table_style(format))?;
             out.flush()?;
@@ -235,6 +257,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+        Command::Forensics(cmd) => crate::forensics::run(cmd),
         Command::List { dir, format } => {
             let items = checkpoint::list(&dir)?;
             render::write_list(&mut out, &dir, &items, table_style(format))?;

@@ -4,6 +4,7 @@
 mod checkpoint;
 mod diff;
 mod export;
+mod forensics;
 mod gc;
 mod install;
 mod list;
