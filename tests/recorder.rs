@@ -130,3 +130,52 @@ fn profile_mode_and_full_mode_find_the_same_calls() {
     assert!(procs.values().all(|p| p["first_ns"].as_u64() <= p["last_ns"].as_u64()));
     env.assert_no_instances("after profile and full runs");
 }
+
+#[test]
+fn a_second_prestart_for_a_traced_container_leaves_its_recording_alone() {
+    if !prerequisites(true) {
+        return;
+    }
+    let _g = serial();
+    let env = Env::new();
+    let container = env.start_traced("sleep 2; mkdir /tmp/late && rmdir /tmp/late; sleep 1");
+    let id = container.0.clone();
+    let recorder_json = env.container_dir(&id).join("recorder.json");
+    assert!(wait_until(Duration::from_secs(10), || recorder_json.exists()), "no recorder");
+    let out = podman().args(["inspect", "-f", "{{.State.Pid}}", &id]).output().expect("podman inspect");
+    let pid: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().expect("container pid");
+    let state_before = std::fs::read(env.container_dir(&id).join("state.json")).expect("state.json");
+
+    // The same container's state, fed to the hook again while it runs.
+    let input = serde_json::json!({
+        "ociVersion": "1.0.2", "id": id, "status": "creating", "pid": pid, "bundle": "/",
+        "annotations": {"oci-ftrace-syscall-analyzer/trace": "true"}
+    });
+    let mut hook = std::process::Command::new(hook_bin())
+        .args(["prestart", "--state-dir"])
+        .arg(env.state_dir())
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn hook");
+    std::io::Write::write_all(&mut hook.stdin.take().expect("stdin"), input.to_string().as_bytes()).expect("write");
+    let out = hook.wait_with_output().expect("hook");
+    assert!(out.status.success(), "fail-open: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already being traced"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Untouched: the instance records on, for the same pid, and the state
+    // file is the first prestart's.
+    let inst = tracefs_root().expect("tracefs").join("instances").join(format!("{INSTANCE_PREFIX}{id}"));
+    let read = |rel: &str| std::fs::read_to_string(inst.join(rel)).unwrap_or_default();
+    assert_eq!(read("tracing_on").trim(), "1");
+    assert!(read("set_event_pid").split_whitespace().any(|p| p == pid.to_string()));
+    assert_eq!(std::fs::read(env.container_dir(&id).join("state.json")).expect("state.json"), state_before);
+
+    let done = wait_until(Duration::from_secs(30), || env.container_dir(&id).join("summary.json").exists());
+    assert!(done, "no summary");
+    let s = summary(&env, &id);
+    assert_eq!(s["complete"], true, "{}", s["incomplete_reasons"]);
+    assert!(profile_names(&env, &id).contains("mkdir"), "the call after the second prestart is missing");
+    drop(container);
+    env.assert_no_instances("after the second prestart");
+}

@@ -83,6 +83,8 @@ pub enum Error {
     NotArmed { id: String, path: PathBuf },
     #[error("trace instance {name} of container {id} is gone; nothing was recorded")]
     NoInstance { id: String, name: String },
+    #[error("container {id} is already being traced (recorder pid {pid}); a second prestart leaves it alone")]
+    AlreadyTraced { id: String, pid: u32 },
     #[error("starting the recorder {path}: {cause}")]
     Spawn { path: PathBuf, cause: std::io::Error },
     #[error("recorder for container {id}: prestart did not arm the instance (its go pipe closed)")]
@@ -197,6 +199,14 @@ pub fn prestart(settings: &Settings, state: &State) -> Result<Recording> {
     // unless the last run's remover is still at it: that takes seconds (a
     // grace period per quench trigger), longer than a start may wait.
     if let Some(old) = tfs.open_instance(&name)? {
+        // A second prestart for a container whose recorder still runs
+        // (a runtime bug, or someone feeding the hook by hand) must not
+        // touch its instance or its state: that recording goes on.
+        if let Ok(r) = settings.state_dir.read_json::<RecorderInfo>(&id, RECORDER_FILE) {
+            if same_task_alive(r.pid as i32, r.start_ticks) {
+                return Err(Error::AlreadyTraced { id, pid: r.pid });
+            }
+        }
         if instance_owned(&settings.state_dir, &id) {
             let why = "not traced: the last run's instance of this container is still being removed".to_string();
             tracing::warn!(id = %id, "{why}");
