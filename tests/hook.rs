@@ -54,6 +54,10 @@ fn prestart_arms_quickly_and_poststop_cleans_up() {
     let task = sleeper();
     let pid = task.id();
     let id = "hooktest-arm";
+    // Prestart's own cost: not while an earlier test's instance is still
+    // being removed (a start then waits for up to one trigger's grace
+    // period, seconds under an emulator).
+    wait_until(INSTANCE_REMOVAL, || our_instances().is_empty());
     let (out, took) = hook(&env, "prestart", &state(id, "creating", Some(pid), true), &["--buffer-size-kb", "1024"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // Debug build and a cold cache still arm well under a second.
