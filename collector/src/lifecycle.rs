@@ -217,7 +217,13 @@ pub fn prestart(settings: &Settings, state: &State) -> Result<Recording> {
         tracing::warn!(instance = %name, "removing a leftover instance of this container");
         old.remove()?;
     }
-    let armed = tfs.our_instances()?.len();
+    // Instances on their way out (their triggers go one grace period at a
+    // time) record nothing and do not count.
+    let armed = tfs
+        .our_instances()?
+        .iter()
+        .filter(|n| tfs.open_instance(n).ok().flatten().is_some_and(|i| i.is_recording()))
+        .count();
     if armed >= settings.max_instances {
         let why = format!(
             "not traced: {armed} containers are traced already (cap {}); every armed instance slows every syscall on the machine",
@@ -288,7 +294,7 @@ enum Started {
 }
 
 /// Removes stale instances before this container is armed. Removing one
-/// waits out a grace period per in-kernel quench trigger (about 3 s, see
+/// waits out a grace period per in-kernel quench trigger (about 1 s, see
 /// `tracefs::Instance::clear_triggers`), too long for a container's start:
 /// with a collector binary, a detached `collector gc` does it.
 fn collect_stale(tfs: &TraceFs, settings: &Settings) {

@@ -266,7 +266,7 @@ impl Env {
     /// Each recorder's child removes its instance right after the summary
     /// is written, and poststop does not wait for that: the in-kernel
     /// quench's triggers go one at a time, each after an RCU grace period
-    /// (about 3 s in all here, more on a loaded machine), so
+    /// (about 1 s in all here, more on a loaded machine), so
     /// [`INSTANCE_REMOVAL`] is allowed before anything counts as left
     /// behind.
     pub fn assert_no_instances(&self, context: &str) {

@@ -270,6 +270,12 @@ impl Instance {
         self.write("buffer_size_kb", &kb.to_string())
     }
 
+    /// False once recording stopped (an instance being removed, or one
+    /// still being armed).
+    pub fn is_recording(&self) -> bool {
+        self.read_to_string("tracing_on").is_ok_and(|v| v.trim() == "1")
+    }
+
     pub fn set_tracing_on(&self, on: bool) -> Result<()> {
         self.write("tracing_on", if on { "1" } else { "0" })
     }
@@ -419,6 +425,9 @@ impl Instance {
     /// one by one, so what is left behind at least costs nothing, and the
     /// rmdir tried again.
     pub fn remove(self) -> Result<()> {
+        // Off first: one cheap write, and it tells others this instance is
+        // on its way out ([`Instance::is_recording`]).
+        let _ = self.set_tracing_on(false);
         for system in TRIGGER_SYSTEMS {
             self.clear_triggers(system, TRIGGER_REMOVAL_PAUSE);
         }
