@@ -117,8 +117,10 @@ pub fn run(
     let t_enable = t0.elapsed();
     ready();
     tracing::debug!(pipes_us = t_pipes.as_micros() as u64, enabled_us = t_enable.as_micros() as u64, "recorder start-up");
-    // Dropped when reading ends: the helper then skips what is left.
-    let (reading, done) = std::sync::mpsc::channel::<()>();
+    // The exit events of quenched hot calls, whose triggers the helper
+    // takes off; dropped when reading ends: the helper then skips what is
+    // left (the instance's removal takes the rest).
+    let (quenched_tx, quenched_rx) = std::sync::mpsc::channel::<String>();
     let events = &syscall_events;
     let mut recorded = std::thread::scope(|scope| {
         let helper = scope.spawn(move || {
@@ -127,14 +129,29 @@ pub fn run(
             // that competed for the CPU with a short container's start and
             // stop. Until then the subsystem filter keeps their records
             // out; a container that ends within TUNE_DELAY never pays it.
-            if done.recv_timeout(TUNE_DELAY) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
-                if let Err(e) = tune(inst, opts.mode, events) {
-                    tracing::warn!(error = %e, "could not switch the exit events off");
+            let deadline = Instant::now() + TUNE_DELAY;
+            let mut pending = Vec::new();
+            loop {
+                match quenched_rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                    Ok(exit) => pending.push(exit),
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => break,
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
                 }
             }
+            if let Err(e) = tune(inst, opts.mode, events) {
+                tracing::warn!(error = %e, "could not switch the exit events off");
+            }
+            // A trigger keeps its events registered even when they are off,
+            // which costs the workload ~0.2 µs per call of its syscall:
+            // once the call is seen, the trigger has done its job. Each
+            // removal waits out grace periods, so it happens here, off the
+            // read loop.
+            for exit in pending.into_iter().chain(quenched_rx.iter()) {
+                inst.remove_triggers("syscalls", &exit);
+            }
         });
-        let recorded = read_until_done(inst, init_pid, opts, stream, pidfd, signals, save);
-        drop(reading);
+        let recorded = read_until_done(inst, init_pid, opts, stream, pidfd, signals, &quenched_tx, save);
+        drop(quenched_tx);
         let _ = helper.join();
         recorded
     })?;
@@ -151,6 +168,7 @@ fn read_until_done(
     mut stream: Stream,
     pidfd: Option<OwnedFd>,
     signals: Option<SignalFd>,
+    quenched_hot: &std::sync::mpsc::Sender<String>,
     mut save: impl FnMut(&Snapshot),
 ) -> Result<Recorded> {
     let mut agg = Aggregator::new(init_pid).with_runtime(opts.runtime_comm.as_deref());
@@ -186,7 +204,7 @@ fn read_until_done(
         // Bounded rounds: quench and save between them even when the
         // workload writes as fast as we read.
         more = stream.round(false, PAGES_PER_ROUND, |r| push(&mut agg, r))?;
-        let (went_off, went_on) = quench(inst, &stream, &mut agg, opts.mode, &mut off);
+        let (went_off, went_on) = quench(inst, &stream, &mut agg, opts.mode, &mut off, quenched_hot);
         quenched += went_off;
         restored += went_on;
         // Ask while the tasks live: held records may wait long in a quiet
@@ -236,7 +254,14 @@ fn read_until_done(
 /// once too: waiting for them to settle lets a busy workload fill the
 /// buffer meanwhile. `off` holds the numbers that are off. Returns how
 /// many went off and on.
-fn quench(inst: &Instance, stream: &Stream, agg: &mut Aggregator, mode: Mode, off: &mut BTreeSet<i64>) -> (usize, usize) {
+fn quench(
+    inst: &Instance,
+    stream: &Stream,
+    agg: &mut Aggregator,
+    mode: Mode,
+    off: &mut BTreeSet<i64>,
+    quenched_hot: &std::sync::mpsc::Sender<String>,
+) -> (usize, usize) {
     let fresh = agg.take_new();
     let restored = agg.take_restored();
     if mode != Mode::Profile {
@@ -267,6 +292,7 @@ fn quench(inst: &Instance, stream: &Stream, agg: &mut Aggregator, mode: Mode, of
                 // its job; off, it no longer costs the workload.
                 if let Some(exit) = quench::exit_event(&ev.name) {
                     let _ = inst.set_event(&ev.system, &exit, false);
+                    let _ = quenched_hot.send(exit);
                 }
             }
             // Off is an optimisation.

@@ -389,17 +389,26 @@ impl Instance {
         let Ok(events) = self.event_names(system) else { return 0 };
         let mut removed = 0;
         for event in events {
-            let Ok(triggers) = self.triggers(system, &event) else { continue };
-            for trigger in triggers {
-                let Some(command) = removal_command(&trigger) else { continue };
-                if removed > 0 {
-                    std::thread::sleep(pause);
-                }
-                let _lock = WriterLock::acquire();
-                match self.add_trigger(system, &event, &command) {
-                    Ok(()) => removed += 1,
-                    Err(e) => tracing::debug!(error = %e, "could not remove a trigger"),
-                }
+            let here = self.remove_triggers(system, &event);
+            if here > 0 {
+                std::thread::sleep(pause);
+            }
+            removed += here;
+        }
+        removed
+    }
+
+    /// Removes the triggers of one event, each under the [`WriterLock`],
+    /// and returns how many went (see [`Instance::clear_triggers`]).
+    pub fn remove_triggers(&self, system: &str, event: &str) -> usize {
+        let Ok(triggers) = self.triggers(system, event) else { return 0 };
+        let mut removed = 0;
+        for trigger in triggers {
+            let Some(command) = removal_command(&trigger) else { continue };
+            let _lock = WriterLock::acquire();
+            match self.add_trigger(system, event, &command) {
+                Ok(()) => removed += 1,
+                Err(e) => tracing::debug!(error = %e, "could not remove a trigger"),
             }
         }
         removed
