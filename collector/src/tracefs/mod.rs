@@ -24,7 +24,7 @@ pub const TRIGGER_SYSTEMS: &[&str] = &["syscalls"];
 
 /// The pause between two trigger removals, so that other writers waiting
 /// for the kernel's `event_mutex` get it in between.
-const TRIGGER_REMOVAL_PAUSE: std::time::Duration = std::time::Duration::from_millis(2);
+pub const TRIGGER_REMOVAL_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// The lock file of [`WriterLock`].
 pub const WRITER_LOCK: &str = "/run/oci-ftrace-syscall-analyzer/tracefs.lock";
@@ -389,27 +389,27 @@ impl Instance {
         let Ok(events) = self.event_names(system) else { return 0 };
         let mut removed = 0;
         for event in events {
-            let here = self.remove_triggers(system, &event);
-            if here > 0 {
-                std::thread::sleep(pause);
-            }
-            removed += here;
+            removed += self.remove_triggers(system, &event, pause);
         }
         removed
     }
 
-    /// Removes the triggers of one event, each under the [`WriterLock`],
-    /// and returns how many went (see [`Instance::clear_triggers`]).
-    pub fn remove_triggers(&self, system: &str, event: &str) -> usize {
+    /// Removes the triggers of one event, each under the [`WriterLock`]
+    /// and followed by `pause` without it, so that an arming waiting for
+    /// the lock gets it (a lock released and taken again at once would
+    /// starve it). Returns how many went (see [`Instance::clear_triggers`]).
+    pub fn remove_triggers(&self, system: &str, event: &str, pause: std::time::Duration) -> usize {
         let Ok(triggers) = self.triggers(system, event) else { return 0 };
         let mut removed = 0;
         for trigger in triggers {
             let Some(command) = removal_command(&trigger) else { continue };
-            let _lock = WriterLock::acquire();
+            let lock = WriterLock::acquire();
             match self.add_trigger(system, event, &command) {
                 Ok(()) => removed += 1,
                 Err(e) => tracing::debug!(error = %e, "could not remove a trigger"),
             }
+            drop(lock);
+            std::thread::sleep(pause);
         }
         removed
     }
