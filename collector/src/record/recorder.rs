@@ -27,8 +27,6 @@ const PAGES_PER_ROUND: usize = 64;
 /// How long after "ready" profile mode switches the exit events off.
 const TUNE_DELAY: Duration = Duration::from_millis(200);
 
-/// How long after that the triggers of the hot calls seen so far go.
-const TRIGGER_DELAY: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -148,17 +146,8 @@ pub fn run(
             // which costs ~0.2 µs per call of its syscall: once the call is
             // seen, the trigger has done its job. Each removal waits out
             // grace periods with the kernel's event lock held, so it happens
-            // here, off the read loop, and not before the container's start
-            // is over (TRIGGER_DELAY): removals during a start made it
-            // hundreds of ms slower.
-            let deadline = Instant::now() + TRIGGER_DELAY;
-            loop {
-                match quenched_rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                    Ok(exit) => pending.push(exit),
-                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => break,
-                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
-                }
-            }
+            // here, off the read loop. (Waiting 2 s longer did not make
+            // back-to-back starts faster, and kept a busy start slow.)
             for exit in pending.into_iter().chain(quenched_rx.iter()) {
                 inst.remove_triggers("syscalls", &exit, crate::tracefs::TRIGGER_REMOVAL_PAUSE);
             }
