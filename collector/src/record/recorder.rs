@@ -162,7 +162,9 @@ pub fn run(
     Ok(recorded)
 }
 
-/// The read loop of [`run`].
+/// The read loop of [`run`]. (Its arguments are what [`run`] set up for
+/// it, each used once; a struct would only rename them.)
+#[allow(clippy::too_many_arguments)]
 fn read_until_done(
     inst: &Instance,
     init_pid: i32,
