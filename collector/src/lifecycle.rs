@@ -372,24 +372,27 @@ pub fn abandon_prestart(tfs: &TraceFs, state_dir: &StateDir, id: &str, why: &str
 /// Kills the container's recorder, if one runs, and waits (until
 /// `deadline`) for it to be gone.
 fn stop_recorder(state_dir: &StateDir, id: &str, deadline: Instant) {
-    while let Ok(r) = state_dir.read_json::<RecorderInfo>(id, RECORDER_FILE) {
-        if !same_task_alive(r.pid as i32, r.start_ticks) || Instant::now() >= deadline {
-            return;
-        }
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(r.pid as i32), nix::sys::signal::Signal::SIGKILL);
+    while kill_recorder(state_dir, id) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// Sends SIGKILL to the container's recorder if `recorder.json` names one
+/// that still runs; true if it did.
+fn kill_recorder(state_dir: &StateDir, id: &str) -> bool {
+    let Ok(r) = state_dir.read_json::<RecorderInfo>(id, RECORDER_FILE) else { return false };
+    if !same_task_alive(r.pid as i32, r.start_ticks) {
+        return false;
+    }
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(r.pid as i32), nix::sys::signal::Signal::SIGKILL);
+    true
 }
 
 fn stop_recorder_and_remove(tfs: &TraceFs, state_dir: &StateDir, id: &str, deadline: Instant) -> Result<()> {
     let name = instance_name(id);
     loop {
         // Read each time: a recorder still starting writes it a bit later.
-        if let Ok(r) = state_dir.read_json::<RecorderInfo>(id, RECORDER_FILE) {
-            if same_task_alive(r.pid as i32, r.start_ticks) {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(r.pid as i32), nix::sys::signal::Signal::SIGKILL);
-            }
-        }
+        kill_recorder(state_dir, id);
         let Some(inst) = tfs.open_instance(&name)? else { return Ok(()) };
         match inst.remove() {
             Ok(()) => return Ok(()),
