@@ -12,25 +12,6 @@ use e2e::*;
 const DEFAULT_PROFILE: &str = "/usr/share/containers/seccomp.json";
 const NAME_ANNOTATION: &str = "oci-ftrace-syscall-analyzer/name";
 
-fn in_ci() -> bool {
-    std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false)
-}
-
-/// gcc with a static libc, to build the threads fixture; skip locally
-/// without it, fail under CI=true.
-fn have_static_gcc() -> bool {
-    let ok = Command::new("gcc").arg("--version").output().is_ok_and(|o| o.status.success())
-        && Command::new("gcc").arg("-print-file-name=libc.a").output().is_ok_and(|o| {
-            Path::new(String::from_utf8_lossy(&o.stdout).trim()).is_absolute()
-        });
-    if !ok {
-        let msg = "end-to-end prerequisites missing: gcc and libc6-dev (run scripts/setup.sh)";
-        assert!(!in_ci(), "{msg} (CI=true: this is a failure, not a skip)");
-        let _ = nix::unistd::write(std::io::stderr(), format!("SKIPPED: {msg}\n").as_bytes());
-    }
-    ok
-}
-
 fn collector(args: &[&str], state_dir: &Path) -> Output {
     Command::new(collector_bin()).args(args).arg("--state-dir").arg(state_dir).output().expect("run collector")
 }

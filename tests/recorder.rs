@@ -59,8 +59,7 @@ fn killed_container_is_finished_by_the_recorder() {
     let id = container.0.clone();
     let recorder_json = env.container_dir(&id).join("recorder.json");
     assert!(wait_until(Duration::from_secs(10), || recorder_json.exists()), "no recorder");
-    let inst = format!("{INSTANCE_PREFIX}{id}");
-    assert!(env.instances().contains(&inst));
+    assert!(env.has_instance(&id));
     let out = podman().args(["kill", "-s", "KILL", &id]).output().expect("podman kill");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // The recorder notices the init task's death by itself.
@@ -71,7 +70,7 @@ fn killed_container_is_finished_by_the_recorder() {
             .is_some_and(|s| s["finished_by"] == "recorder")
     });
     assert!(done, "no summary from the recorder");
-    assert!(wait_until(INSTANCE_REMOVAL, || !env.instances().contains(&inst)), "instance left");
+    assert!(wait_until(INSTANCE_REMOVAL, || !env.has_instance(&id)), "instance left");
     assert!(profile_names(&env, &id).contains("getdents64"), "ls's calls missing");
     drop(container);
     env.assert_no_instances("after the killed container");
@@ -165,7 +164,8 @@ fn a_second_prestart_for_a_traced_container_leaves_its_recording_alone() {
 
     // Untouched: the instance records on, for the same pid, and the state
     // file is the first prestart's.
-    let inst = tracefs_root().expect("tracefs").join("instances").join(format!("{INSTANCE_PREFIX}{id}"));
+    let name = recording_instance(&id, &env.state_dir()).expect("the container's instance");
+    let inst = tracefs_root().expect("tracefs").join("instances").join(name);
     let read = |rel: &str| std::fs::read_to_string(inst.join(rel)).unwrap_or_default();
     assert_eq!(read("tracing_on").trim(), "1");
     assert!(read("set_event_pid").split_whitespace().any(|p| p == pid.to_string()));

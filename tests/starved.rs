@@ -16,7 +16,12 @@ use nix::unistd::Pid;
 const BUSY: &str = "dd if=/dev/zero of=/dev/null bs=1 count=3000000 2>/dev/null; mkdir /tmp/late-$$ && rmdir /tmp/late-$$ && echo done";
 
 fn summary(env: &Env, id: &str) -> serde_json::Value {
-    read_json(&env.container_dir(id).join("summary.json"))
+    let path = env.container_dir(id).join("summary.json");
+    if !path.exists() {
+        let log = std::fs::read_to_string(env.state_dir().join("hook.log")).unwrap_or_default();
+        panic!("no summary for {id}; hook.log:\n{log}");
+    }
+    read_json(&path)
 }
 
 /// A stand-in for the collector binary that runs the real one and, for
@@ -89,6 +94,12 @@ impl Drop for Hogs {
 /// What a user checks: nothing lost, complete, the late call there, and the
 /// workload runs again under its own profile.
 fn assert_whole_and_usable(env: &Env, run: &Run) {
+    assert_whole(env, run, BUSY, &["read", "write", "mkdir", "rmdir"]);
+}
+
+/// [`assert_whole_and_usable`] for any workload `script` and the calls it
+/// must have made.
+fn assert_whole(env: &Env, run: &Run, script: &str, calls: &[&str]) {
     assert!(run.ok(), "{}", run.stderr());
     assert_eq!(run.stdout(), "done\n");
     let s = summary(env, &run.id);
@@ -100,11 +111,11 @@ fn assert_whole_and_usable(env: &Env, run: &Run) {
     assert!(records < 20_000, "profile mode recorded {records} events");
     let profile = env.container_dir(&run.id).join("seccomp.json");
     let names = allowed(&read_json(&profile));
-    for call in ["read", "write", "mkdir", "rmdir"] {
-        assert!(names.contains(call), "{call} is missing: {names:?}");
+    for call in calls {
+        assert!(names.contains(*call), "{call} is missing: {names:?}");
     }
     env.assert_no_instances("after the starved run");
-    let rerun = env.run(false, Some(profile.to_str().expect("utf-8")), BUSY);
+    let rerun = env.run(false, Some(profile.to_str().expect("utf-8")), script);
     assert!(rerun.ok(), "re-run under the profile failed: {}", rerun.stderr());
     assert_eq!(rerun.stdout(), "done\n");
 }
@@ -140,4 +151,26 @@ fn busy_loops_on_every_cpu_cost_the_recording_nothing() {
         env.run(true, None, BUSY)
     };
     assert_whole_and_usable(&env, &run);
+}
+
+/// Calls outside any short "hot" list, from the first instant, with the
+/// recorder stopped: the quench must cover every syscall, not a chosen few.
+#[test]
+fn a_stopped_recorder_loses_nothing_of_a_flood_of_rare_calls() {
+    if !prerequisites(true) || !have_static_gcc() {
+        return;
+    }
+    let _g = serial();
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let hold = Duration::from_secs(3);
+    let stand_in = stopping_collector(scratch.path(), hold);
+    let env = Env::with_hook_args(&[&format!("--collector={}", stand_in.display())]);
+    let bin = env.rootfs().join("bin/flood");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/flood.c");
+    let cc = std::process::Command::new("gcc").args(["-static", "-O2", "-o"]).arg(&bin).arg(&src).output().expect("gcc");
+    assert!(cc.status.success(), "gcc: {}", String::from_utf8_lossy(&cc.stderr));
+    let script = "/bin/flood 1000000";
+    let run = env.run(true, None, script);
+    assert!(scratch.path().join("stopped.pid").exists(), "the recorder was never stopped");
+    assert_whole(&env, &run, script, &["getppid", "umask", "getpgrp", "getcwd", "mkdir", "rmdir"]);
 }

@@ -1,17 +1,20 @@
 //! One traced container from start to stop.
 //!
 //! - `prestart` (the hook): validate, collect stale instances, respect the
-//!   cap, start the detached recorder, arm the instance, tell the recorder
-//!   "go" and wait until it says it is ready.
+//!   cap, start the detached recorder, claim a slot (profile mode,
+//!   `record::pool`) or arm an instance of its own, tell the recorder "go"
+//!   and wait until it says it is ready.
 //! - `record` (the recorder, `collector record <id>`): leave the cgroups
 //!   that go away with the container, stream until the init task exits,
-//!   hand the instance to a child that removes it, write the profile and
-//!   the summary.
+//!   hand the instance to a child that lets it go (a slot back to the
+//!   pool, where it lingers for the next container; an own instance
+//!   removed), write the profile and the summary.
 //! - `poststop` (the hook): wait for the recorder's summary; if the recorder
 //!   died, fall back to what is left in the ring buffer and mark the result
-//!   incomplete. The instance is removed on every path: by the recorder's
+//!   incomplete. The instance is let go on every path: by the recorder's
 //!   child (nobody waits for that), else by poststop.
-//! - `gc`: finish and remove instances whose container and recorder are gone.
+//! - `gc`: finish and let go instances whose container and recorder are
+//!   gone; tear down slots left free past their linger time.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -30,8 +33,9 @@ use crate::container::{live_pid, Recording, StateDir, Summary};
 use crate::profile::{seccomp, Aggregator, Analysis, Rule, Window};
 use crate::record::recorder::{self, Ended, Options, Snapshot};
 use crate::record::stream::{Stream, StreamStats};
+use crate::record::pool::{Claim, ClaimRequest, NoSlot, Phase as SlotPhase, Pool, SlotState};
 use crate::record::{self, instance_name, Mode, DECODED_SYSTEMS, MODE_ANNOTATION};
-use crate::tracefs::{CpuStats, Instance, InstanceGuard, TraceFs, INSTANCE_PREFIX};
+use crate::tracefs::{CpuStats, Instance, TraceFs, INSTANCE_PREFIX};
 
 /// The annotation that opts a container in.
 pub const TRACE_ANNOTATION: &str = "oci-ftrace-syscall-analyzer/trace";
@@ -111,6 +115,9 @@ pub struct Settings {
     pub ready_deadline: Option<Instant>,
     /// How long poststop waits for the recorder to finish.
     pub finish_timeout: Duration,
+    /// How long a released slot waits for the next container before it is
+    /// torn down (`record::pool`).
+    pub slot_linger: Duration,
 }
 
 impl Settings {
@@ -125,6 +132,7 @@ impl Settings {
             ready_timeout: Duration::from_secs(1),
             ready_deadline: None,
             finish_timeout: Duration::from_secs(30),
+            slot_linger: record::pool::DEFAULT_LINGER,
         }
     }
 }
@@ -165,15 +173,14 @@ fn instance_owned(state_dir: &StateDir, id: &str) -> bool {
     state_dir.read_json::<RecorderInfo>(id, RECORDER_FILE).is_ok_and(|r| r.owns_instance())
 }
 
-/// Prestart: validate, collect stale instances, write `state.json`, arm,
-/// start the recorder.
+/// Prestart: validate, collect stale instances, write `state.json`, claim
+/// a slot or arm an instance of its own, start the recorder.
 pub fn prestart(settings: &Settings, state: &State) -> Result<Recording> {
     let id = state.id().to_string();
     let pid = live_pid(state)?;
     let tfs = TraceFs::locate_or_mount()?;
     collect_stale(&tfs, settings);
 
-    let name = instance_name(&id);
     let annotations = sorted_annotations(state.annotations().as_ref());
     let mode = Mode::from_annotation(annotations.get(MODE_ANNOTATION).map(String::as_str));
     let (start_ticks, comm) = task_facts(pid);
@@ -184,7 +191,8 @@ pub fn prestart(settings: &Settings, state: &State) -> Result<Recording> {
         host_pid: pid,
         pid_start_ticks: start_ticks,
         runtime_comm: comm,
-        instance: name.clone(),
+        instance: instance_name(&id),
+        slot: None,
         tracefs: tfs.root().to_path_buf(),
         buffer_size_kb: record::buffer_size_kb(mode, settings.buffer_size_kb),
         mode,
@@ -193,63 +201,95 @@ pub fn prestart(settings: &Settings, state: &State) -> Result<Recording> {
         started_unix: unix_now(),
         not_traced: None,
     };
+    // A second prestart for a container whose recorder still runs (a
+    // runtime bug, or someone feeding the hook by hand) must not touch its
+    // instance or its state: that recording goes on.
+    if let Ok(r) = settings.state_dir.read_json::<RecorderInfo>(&id, RECORDER_FILE) {
+        if same_task_alive(r.pid as i32, r.start_ticks) {
+            return Err(Error::AlreadyTraced { id, pid: r.pid });
+        }
+    }
     settings.state_dir.create_container_dir(&id)?;
+    let untraced = |mut recording: Recording, why: String| -> Result<Recording> {
+        tracing::warn!(id = %recording.id, "{why}");
+        recording.not_traced = Some(why);
+        settings.state_dir.write_json(&recording.id, STATE_FILE, &recording)?;
+        Ok(recording)
+    };
 
+    // Profile mode records in a slot, whose quench leaves out the
+    // runtime's comm; full mode, or a comm no kernel filter can hold, gets
+    // an instance of its own.
+    let slot_comm = match mode {
+        Mode::Profile => recording.runtime_comm.as_deref().and_then(record::quench::plain).map(str::to_string),
+        Mode::Full => None,
+    };
+    let own_name = instance_name(&id);
     // A restarted container keeps its id; its old instance is ours to drop,
-    // unless the last run's remover is still at it: that takes seconds (a
-    // grace period per quench trigger), longer than a start may wait.
-    if let Some(old) = tfs.open_instance(&name)? {
-        // A second prestart for a container whose recorder still runs
-        // (a runtime bug, or someone feeding the hook by hand) must not
-        // touch its instance or its state: that recording goes on.
-        if let Ok(r) = settings.state_dir.read_json::<RecorderInfo>(&id, RECORDER_FILE) {
-            if same_task_alive(r.pid as i32, r.start_ticks) {
-                return Err(Error::AlreadyTraced { id, pid: r.pid });
-            }
-        }
+    // unless the last run's remover is still at it.
+    if let Some(old) = tfs.open_instance(&own_name)? {
         if instance_owned(&settings.state_dir, &id) {
-            let why = "not traced: the last run's instance of this container is still being removed".to_string();
-            tracing::warn!(id = %id, "{why}");
-            recording.not_traced = Some(why);
-            settings.state_dir.write_json(&id, STATE_FILE, &recording)?;
-            return Ok(recording);
+            return untraced(recording, "not traced: the last run's instance of this container is still being removed".into());
         }
-        tracing::warn!(instance = %name, "removing a leftover instance of this container");
+        tracing::warn!(instance = %own_name, "removing a leftover instance of this container");
         old.remove()?;
     }
-    // Instances on their way out (their triggers go one grace period at a
-    // time) record nothing and do not count.
-    let armed = tfs
+    // Instances on their way out record nothing and do not count.
+    let own_armed = tfs
         .our_instances()?
         .iter()
+        .filter(|n| !record::pool::is_slot(n))
         .filter(|n| tfs.open_instance(n).ok().flatten().is_some_and(|i| i.is_recording()))
         .count();
-    if armed >= settings.max_instances {
-        let why = format!(
+    let cap_reason = |armed: usize| {
+        format!(
             "not traced: {armed} containers are traced already (cap {}); every armed instance slows every syscall on the machine",
             settings.max_instances
-        );
-        tracing::warn!(id = %id, "{why}");
-        recording.not_traced = Some(why);
-        settings.state_dir.write_json(&id, STATE_FILE, &recording)?;
-        return Ok(recording);
+        )
+    };
+    if slot_comm.is_none() && own_armed >= settings.max_instances {
+        return untraced(recording, cap_reason(own_armed));
     }
-    // state.json goes first: a concurrent gc then knows whose instance it
-    // is, and the recorder reads it.
+    // state.json goes first: a concurrent gc then knows whose container
+    // this is; the recorder reads it again after "go".
     settings.state_dir.write_json_unsynced(&id, STATE_FILE, &recording)?;
     // The recorder starts (exec, layouts) while the instance is armed: it
     // waits for "go" before it touches the instance. Dropping `spawned`
     // without `go` (arming failed) makes it exit.
     let spawned = settings.collector.as_deref().map(|c| spawn_recorder(c, &settings.state_dir, &id));
-    let inst = record::arm(
-        &tfs,
-        &name,
-        &[pid],
-        record::buffer_size_kb(mode, settings.buffer_size_kb),
-        mode,
-        recording.runtime_comm.as_deref(),
-    )?;
-    tracing::info!(id = %id, pid, instance = %name, ?mode, "armed");
+    let inst = match &slot_comm {
+        Some(comm) => {
+            let pool = Pool::at_default();
+            let req = ClaimRequest {
+                id: &id,
+                state_dir: settings.state_dir.root(),
+                pid,
+                comm,
+                cap: settings.max_instances,
+                other_armed: own_armed,
+                linger: settings.slot_linger,
+                buffer_size_kb: recording.buffer_size_kb,
+            };
+            match pool.claim(&tfs, &req)? {
+                Ok((inst, claim)) => {
+                    recording.instance = inst.name().to_string();
+                    recording.slot = Some(claim);
+                    inst
+                }
+                Err(NoSlot::Cap { armed }) => return untraced(recording, cap_reason(armed)),
+                Err(NoSlot::Full { slots }) => {
+                    return untraced(recording, format!("not traced: all {slots} trace slots are taken (cap {})", settings.max_instances))
+                }
+            }
+        }
+        None => record::arm(&tfs, &own_name, &[pid], record::buffer_size_kb(mode, settings.buffer_size_kb), mode)?,
+    };
+    if let Err(e) = settings.state_dir.write_json_unsynced(&id, STATE_FILE, &recording) {
+        // Nobody would know whose records these are: give the instance up.
+        let _ = let_go(&tfs, &recording);
+        return Err(e.into());
+    }
+    tracing::info!(id = %id, pid, instance = %recording.instance, ?mode, "armed");
 
     let wait = settings.ready_deadline.map_or(settings.ready_timeout, |d| d.saturating_duration_since(Instant::now()));
     // Without a ready recorder the hook switches the syscall events on
@@ -276,13 +316,41 @@ pub fn prestart(settings: &Settings, state: &State) -> Result<Recording> {
         },
         None => false,
     };
-    record::enable_syscalls(&inst)?;
-    // A late recorder switches the exit events off itself once it is up;
-    // 360 writes (plus listing the events) would make a late start later.
-    if !late {
-        record::tune(&inst, mode, &inst.event_names("syscalls")?)?;
+    // A slot's syscall events are on already.
+    if recording.slot.is_none() {
+        record::enable_syscalls(&inst)?;
+        // A late recorder switches the exit events off itself once it is
+        // up; 360 writes (plus listing the events) would make a late start
+        // later.
+        if !late {
+            record::tune(&inst, mode, &inst.event_names("syscalls")?)?;
+        }
     }
     Ok(recording)
+}
+
+/// A pool error as the tracefs error it (nearly always) is.
+fn record_to_tracefs(e: record::Error) -> crate::tracefs::Error {
+    match e {
+        record::Error::TraceFs(e) => e,
+        other => crate::tracefs::Error::Read { path: PathBuf::from(record::pool::POOL_DIR), cause: std::io::Error::other(other.to_string()) },
+    }
+}
+
+/// Lets go of a recording's instance: a slot is made ready for the next
+/// container (see `record::pool`), an instance of its own is removed.
+fn let_go(tfs: &TraceFs, recording: &Recording) -> Result<()> {
+    match &recording.slot {
+        Some(claim) => {
+            Pool::at_default().release(tfs, claim)?;
+        }
+        None => {
+            if let Some(inst) = tfs.open_instance(&recording.instance)? {
+                inst.remove()?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// How the recorder's start went.
@@ -299,20 +367,22 @@ enum Started {
 /// with a collector binary, a detached `collector gc` does it.
 fn collect_stale(tfs: &TraceFs, settings: &Settings) {
     let stale = match stale_instances(tfs, &settings.state_dir) {
-        Ok((stale, _)) => stale,
+        Ok((stale, _)) => stale.len(),
         Err(e) => return tracing::warn!(error = %e, "could not look for stale instances"),
     };
-    if stale.is_empty() {
+    let pool = Pool::at_default();
+    let slots = slot_chores(tfs, &pool, false).len() + orphan_slots(tfs, &pool).map(|o| o.len()).unwrap_or(0);
+    if stale + slots == 0 {
         return;
     }
     if let Some(collector) = settings.collector.as_deref() {
         match spawn_gc(collector, &settings.state_dir) {
-            Ok(()) => return tracing::info!(stale = stale.len(), "stale instances left to a detached gc"),
+            Ok(()) => return tracing::info!(stale, slots, "stale instances and slots left to a detached gc"),
             Err(e) => tracing::warn!(error = %e, "could not start a detached gc; collecting here"),
         }
     }
-    match gc(tfs, &settings.state_dir) {
-        Ok(report) => tracing::info!(removed = ?report.removed, "collected stale instances"),
+    match gc(tfs, &settings.state_dir, false) {
+        Ok(report) => tracing::info!(removed = ?report.removed, released = ?report.released, "collected stale instances"),
         Err(e) => tracing::warn!(error = %e, "could not collect stale instances"),
     }
 }
@@ -389,16 +459,23 @@ fn kill_recorder(state_dir: &StateDir, id: &str) -> bool {
 }
 
 fn stop_recorder_and_remove(tfs: &TraceFs, state_dir: &StateDir, id: &str, deadline: Instant) -> Result<()> {
-    let name = instance_name(id);
     loop {
-        // Read each time: a recorder still starting writes it a bit later.
+        // Read each time: a recorder still starting writes it a bit later,
+        // and prestart names the slot once it has one.
         kill_recorder(state_dir, id);
-        let Some(inst) = tfs.open_instance(&name)? else { return Ok(()) };
-        match inst.remove() {
+        let recording = state_dir.read_json::<Recording>(id, STATE_FILE).ok();
+        let result = match recording.as_ref().filter(|r| r.slot.is_some()) {
+            Some(r) => let_go(tfs, r),
+            None => {
+                let Some(inst) = tfs.open_instance(&instance_name(id))? else { return Ok(()) };
+                inst.remove().map_err(Error::from)
+            }
+        };
+        match result {
             Ok(()) => return Ok(()),
             // The killed recorder's files close as it exits.
             Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
     }
 }
@@ -524,6 +601,8 @@ pub fn record(state_dir: &StateDir, id: &str, ready_fd: Option<i32>, go_fd: Opti
         let go = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
         wait_for_go(go, id)?;
     }
+    // Again: prestart names the slot it claimed after it started us.
+    let recording: Recording = if go_fd.is_some() { state_dir.read_json(id, STATE_FILE)? } else { recording };
     let tfs = TraceFs::at(&recording.tracefs);
     let Some(inst) = tfs.open_instance(&recording.instance)? else {
         return Err(Error::NoInstance { id: id.to_string(), name: recording.instance.clone() });
@@ -566,7 +645,13 @@ pub fn record(state_dir: &StateDir, id: &str, ready_fd: Option<i32>, go_fd: Opti
             tracing::warn!(error = %e, "could not save the aggregate");
         }
     };
-    let opts = Options { mode: recording.mode, runtime_comm: recording.runtime_comm.clone(), ..Options::default() };
+    let opts = Options {
+        mode: recording.mode,
+        runtime_comm: recording.runtime_comm.clone(),
+        slot: recording.slot.clone().map(|c| (Pool::at_default(), c)),
+        cpu_stat: record::cgroup::cpu_stat_file(recording.host_pid),
+        ..Options::default()
+    };
     // On an error the instance stays: poststop reads what is left once it
     // sees this process gone.
     let recorded = recorder::run(&inst, layouts, recording.host_pid, &opts, ready, leave_cgroups, save)?;
@@ -603,10 +688,27 @@ pub fn record(state_dir: &StateDir, id: &str, ready_fd: Option<i32>, go_fd: Opti
         no_event_syscalls: recorded.no_event_syscalls,
     };
     // Everything is read and the pipes are closed, so the instance can go
-    // now, beside the writing. Removing it waits out RCU grace periods
-    // (about 0.1 s here), so a child of ours does it and outlives us: see
-    // `remove_detached`. Poststop waits only for the summary.
-    let removal = (ended != Ended::InstanceGone).then(|| recorder::remove_detached(inst));
+    // now, beside the writing: a slot back to the pool (then its linger
+    // and perhaps its teardown), an instance of its own removed. That
+    // waits out RCU grace periods (about 0.1 s here), so a child of ours
+    // does it and outlives us: see `hand_off`. Poststop waits only for the
+    // summary.
+    let removal = (ended != Ended::InstanceGone).then(|| {
+        let slot = recording.slot.clone();
+        let tfs = tfs.clone();
+        recorder::hand_off(move |detached| match slot {
+            Some(claim) => {
+                let pool = Pool::at_default();
+                let linger = pool.get(claim.index).map_or(record::pool::DEFAULT_LINGER, |s| Duration::from_secs(s.linger_secs));
+                let released = pool.release(&tfs, &claim).map_err(record_to_tracefs)?;
+                if released && detached {
+                    pool.linger_then_reap(&tfs, &claim, linger).map_err(record_to_tracefs)?;
+                }
+                Ok(())
+            }
+            None => inst.remove(),
+        })
+    });
     let remover = match removal {
         Some(Ok(recorder::Removal::Child(pid))) => Some(pid),
         _ => None,
@@ -666,9 +768,9 @@ fn finish(settings: &Settings, recording: &Recording) -> Result<Summary> {
                 // Read again: the remover is written just before the summary.
                 let r: RecorderInfo = settings.state_dir.read_json(id, RECORDER_FILE).unwrap_or_else(|_| r.clone());
                 if r.owns_instance() {
-                    tracing::debug!(id = %id, recorder = r.pid, "the recorder removes the instance");
-                } else if let Some(inst) = tfs.open_instance(&recording.instance)? {
-                    inst.remove()?;
+                    tracing::debug!(id = %id, recorder = r.pid, "the recorder lets the instance go");
+                } else {
+                    let_go(&tfs, recording)?;
                 }
                 return Ok(*summary);
             }
@@ -682,9 +784,7 @@ fn finish(settings: &Settings, recording: &Recording) -> Result<Summary> {
     }
     if let Some(summary) = fresh_summary(&settings.state_dir, recording) {
         if !instance_owned(&settings.state_dir, id) {
-            if let Some(inst) = tfs.open_instance(&recording.instance)? {
-                inst.remove()?;
-            }
+            let_go(&tfs, recording)?;
         }
         return Ok(summary);
     }
@@ -800,9 +900,10 @@ fn fallback(
     let Some(inst) = tfs.open_instance(&recording.instance)? else {
         return Err(Error::NoInstance { id: id.clone(), name: recording.instance.clone() });
     };
-    let guard = InstanceGuard::new(inst);
-    let (window, mut analysis, stream, per_cpu) = drain(guard.instance(), recording.host_pid, recording.runtime_comm.as_deref())?;
-    guard.keep().remove()?;
+    let drained = drain(&inst, recording.host_pid, recording.runtime_comm.as_deref());
+    // Read or not, the instance goes: a slot to the next container.
+    let_go(tfs, recording)?;
+    let (window, mut analysis, stream, per_cpu) = drained?;
     let saved: Option<Snapshot> = state_dir.read_json(id, SNAPSHOT_FILE).ok();
     let mut window = window;
     if let Some(s) = saved {
@@ -978,13 +1079,22 @@ pub fn write_outcome(state_dir: &StateDir, recording: &Recording, o: Outcome) ->
 pub struct GcReport {
     /// Instances removed; those with a recording were finished first.
     pub removed: Vec<String>,
+    /// Instances of containers that still run.
     pub kept: Vec<String>,
+    /// Slots given back to the pool; those with a recording were finished
+    /// first.
+    pub released: Vec<String>,
+    /// Slots torn down (unclaimed past their linger time).
+    pub reaped: Vec<String>,
 }
 
 /// Removes our instances whose container is gone (pid dead or reused) and
-/// whose recorder is not running. When this state dir has the recording,
-/// it is finished first, so the profile is not lost.
-pub fn gc(tfs: &TraceFs, state_dir: &StateDir) -> Result<GcReport> {
+/// whose recorder is not running, and does the same for slots: finishes
+/// and releases those of gone containers, and tears down those left free
+/// past their linger time (or every free one with `reap_idle`) whose
+/// lingering process died. When a state dir has the recording, it is
+/// finished first, so the profile is not lost.
+pub fn gc(tfs: &TraceFs, state_dir: &StateDir, reap_idle: bool) -> Result<GcReport> {
     let (stale, kept) = stale_instances(tfs, state_dir)?;
     let mut report = GcReport { kept, ..GcReport::default() };
     for (name, inst, recording) in stale {
@@ -1006,7 +1116,104 @@ pub fn gc(tfs: &TraceFs, state_dir: &StateDir) -> Result<GcReport> {
         tracing::info!(instance = %name, "collected stale instance");
         report.removed.push(name);
     }
+    let pool = Pool::at_default();
+    for (slot, chore) in slot_chores(tfs, &pool, reap_idle) {
+        let claim = Claim { index: slot.index, generation: slot.generation };
+        match chore {
+            Chore::Finish(dir, r) => {
+                let why = Some("the container was gone and no poststop had run".to_string());
+                if let Err(e) = fallback(tfs, &dir, &r, FinishedBy::Gc, why) {
+                    tracing::warn!(slot = %slot.instance, error = %e, "could not finish stale recording");
+                    pool.release(tfs, &claim)?;
+                }
+                report.released.push(slot.instance);
+            }
+            Chore::Release => {
+                pool.release(tfs, &claim)?;
+                report.released.push(slot.instance);
+            }
+            Chore::Reap => {
+                if pool.reap(tfs, slot.index, Some(slot.generation))? {
+                    report.reaped.push(slot.instance);
+                }
+            }
+        }
+    }
+    for name in orphan_slots(tfs, &pool)? {
+        if let Some(inst) = tfs.open_instance(&name)? {
+            inst.remove()?;
+            report.reaped.push(name);
+        }
+    }
     Ok(report)
+}
+
+/// What gc has to do for a slot.
+enum Chore {
+    /// Its container is gone without a summary: finish the recording (in
+    /// that state dir), then release.
+    Finish(StateDir, Box<Recording>),
+    /// Its container is gone (or was never armed) and nobody releases it.
+    Release,
+    /// Free past its linger time, or half torn down, and nobody at it.
+    Reap,
+}
+
+/// The slots that need gc, with what each needs.
+fn slot_chores(tfs: &TraceFs, pool: &Pool, reap_idle: bool) -> Vec<(SlotState, Chore)> {
+    let now = unix_now();
+    let idle_worker = |s: &SlotState| !s.worker.as_ref().is_some_and(|w| w.alive());
+    let mut out = Vec::new();
+    for slot in pool.slots() {
+        if tfs.open_instance(&slot.instance).ok().flatten().is_none() {
+            pool.forget_if_gone(tfs, slot.index);
+            continue;
+        }
+        let chore = match &slot.phase {
+            SlotPhase::InUse { id, state_dir } => {
+                let dir = StateDir::new(state_dir);
+                let claim = Claim { index: slot.index, generation: slot.generation };
+                let recording = dir.read_json::<Recording>(id, STATE_FILE).ok().filter(|r| r.slot.as_ref() == Some(&claim));
+                match recording {
+                    Some(r) if instance_owned(&dir, id) => {
+                        let _ = r;
+                        None
+                    }
+                    Some(r) if r.not_traced.is_some() || fresh_summary(&dir, &r).is_some() => Some(Chore::Release),
+                    Some(r) if !same_task_alive(r.host_pid, r.pid_start_ticks) => Some(Chore::Finish(dir, Box::new(r))),
+                    Some(_) => None,
+                    // Its prestart has not named it yet, or died first.
+                    None => (now.saturating_sub(slot.since_unix) > GC_GRACE.as_secs()).then_some(Chore::Release),
+                }
+            }
+            SlotPhase::Releasing => idle_worker(&slot).then_some(Chore::Release),
+            SlotPhase::Free => {
+                // Another build's slot is never claimed here: no use waiting.
+                let stale = slot.version != record::pool::SLOT_VERSION;
+                let due = (stale || now.saturating_sub(slot.since_unix) >= slot.linger_secs) && idle_worker(&slot);
+                (reap_idle || due).then_some(Chore::Reap)
+            }
+            SlotPhase::Reaping => idle_worker(&slot).then_some(Chore::Reap),
+        };
+        if let Some(c) = chore {
+            out.push((slot, c));
+        }
+    }
+    out
+}
+
+/// Slot instances without a state file (it was lost), older than
+/// [`GC_GRACE`] (a new slot's state is written right after its arming).
+fn orphan_slots(tfs: &TraceFs, pool: &Pool) -> Result<Vec<String>> {
+    let known: BTreeSet<String> = pool.slots().into_iter().map(|s| s.instance).collect();
+    let mut out = Vec::new();
+    for name in tfs.our_instances()?.into_iter().filter(|n| record::pool::is_slot(n) && !known.contains(n)) {
+        let Some(inst) = tfs.open_instance(&name)? else { continue };
+        if age(inst.path()).is_some_and(|a| a >= GC_GRACE) {
+            out.push(name);
+        }
+    }
+    Ok(out)
 }
 
 /// Our instances to collect (with their recording in this state dir, if
@@ -1018,7 +1225,7 @@ type Stale = (String, Instance, Option<Recording>);
 
 fn stale_instances(tfs: &TraceFs, state_dir: &StateDir) -> Result<(Vec<Stale>, Vec<String>)> {
     let (mut stale, mut kept) = (Vec::new(), Vec::new());
-    for name in tfs.our_instances()? {
+    for name in tfs.our_instances()?.into_iter().filter(|n| !record::pool::is_slot(n)) {
         let id = name.strip_prefix(INSTANCE_PREFIX).unwrap_or_default();
         let recording: Option<Recording> = state_dir
             .read_json::<Recording>(id, STATE_FILE)

@@ -39,6 +39,12 @@ struct Cli {
     /// (each armed instance slows every syscall on the machine).
     #[arg(long, default_value_t = DEFAULT_MAX_INSTANCES)]
     max_instances: usize,
+    /// How long (seconds) a trace slot waits for the next traced container
+    /// before it is torn down. A free slot still costs every syscall on the
+    /// machine a tracepoint probe; its teardown takes seconds of the
+    /// kernel's event lock (one grace period per syscall).
+    #[arg(long, default_value_t = collector::record::pool::DEFAULT_LINGER.as_secs())]
+    slot_linger_secs: u64,
     /// The `collector` binary that runs the live recorder (default: the one
     /// next to this hook, else /usr/local/bin/collector). `none` disables
     /// the recorder: poststop then reads the ring buffer once.
@@ -141,6 +147,7 @@ fn run(cli: &Cli, ready_deadline: Instant) -> anyhow::Result<()> {
     let mut settings = Settings::new(&cli.state_dir);
     settings.buffer_size_kb = cli.buffer_size_kb;
     settings.max_instances = cli.max_instances;
+    settings.slot_linger = std::time::Duration::from_secs(cli.slot_linger_secs);
     settings.collector = collector_path(cli.collector.as_deref());
     settings.ready_deadline = Some(ready_deadline);
     match cli.stage {

@@ -110,6 +110,56 @@ pub fn our_instances() -> Vec<String> {
     v
 }
 
+/// gcc and a static libc, to build the C fixtures (tests/fixtures); a
+/// skip locally, a failure under CI=true.
+pub fn have_static_gcc() -> bool {
+    let ok = Command::new("gcc").arg("--version").output().is_ok_and(|o| o.status.success())
+        && Command::new("gcc").arg("-print-file-name=libc.a").output().is_ok_and(|o| {
+            Path::new(String::from_utf8_lossy(&o.stdout).trim()).is_absolute()
+        });
+    if !ok {
+        let msg = "end-to-end prerequisites missing: gcc and libc6-dev (run scripts/setup.sh)";
+        assert!(!in_ci(), "{msg} (CI=true: this is a failure, not a skip)");
+        let _ = nix::unistd::write(std::io::stderr(), format!("SKIPPED: {msg}\n").as_bytes());
+    }
+    ok
+}
+
+/// Where the trace slots' state files are (collector::record::pool::POOL_DIR).
+pub const POOL_DIR: &str = "/run/oci-ftrace-syscall-analyzer/pool";
+
+/// Every trace slot's state file, parsed.
+pub fn slots() -> Vec<serde_json::Value> {
+    let Ok(dir) = std::fs::read_dir(POOL_DIR) else { return Vec::new() };
+    let mut v: Vec<serde_json::Value> = dir
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_str().is_some_and(|n| n.ends_with(".json")))
+        .filter_map(|e| std::fs::read(e.path()).ok())
+        .filter_map(|b| serde_json::from_slice(&b).ok())
+        .collect();
+    v.sort_by_key(|s| s["index"].as_u64());
+    v
+}
+
+/// The phase of the slot whose instance is `name` ("in-use", "releasing",
+/// "free", "reaping"), if there is such a slot.
+pub fn slot_phase(name: &str) -> Option<String> {
+    slots().into_iter().find(|s| s["instance"] == name).and_then(|s| s["phase"].as_str().map(str::to_string))
+}
+
+/// The instance that records container `id` (state dir `state_dir`) right
+/// now: its own (`oci_ftrace_<id>`) or the slot in use by it.
+pub fn recording_instance(id: &str, state_dir: &std::path::Path) -> Option<String> {
+    let own = format!("{INSTANCE_PREFIX}{id}");
+    if our_instances().contains(&own) {
+        return Some(own);
+    }
+    slots().into_iter().find_map(|s| {
+        let mine = s["phase"] == "in-use" && s["id"] == id && s["state_dir"].as_str().map(std::path::Path::new) == Some(state_dir);
+        mine.then(|| s["instance"].as_str().unwrap_or_default().to_string())
+    })
+}
+
 /// Directory of the built binaries (target/<profile>), next to `deps/`.
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
@@ -254,12 +304,15 @@ impl Env {
 
     /// Our instances that belong to this env's containers. (Other runs on
     /// the machine, e.g. benchmarks, may have instances of their own.)
+    /// A slot counts while it is in use by one of them: once released it
+    /// records nothing (tracing off, no pid) and waits for the next
+    /// container.
+    pub fn has_instance(&self, id: &str) -> bool {
+        recording_instance(id, &self.state_dir()).is_some()
+    }
+
     pub fn instances(&self) -> Vec<String> {
-        let ids = self.ids();
-        our_instances()
-            .into_iter()
-            .filter(|n| n.strip_prefix(INSTANCE_PREFIX).is_some_and(|id| ids.iter().any(|i| i == id)))
-            .collect()
+        self.ids().iter().filter_map(|id| recording_instance(id, &self.state_dir())).collect()
     }
 
     /// Fails the test if any instance of this env's containers is left.
@@ -299,7 +352,15 @@ impl Env {
                 std::thread::sleep(std::time::Duration::from_millis(100));
             }
         }
+        // Slots still in use by them go back to the pool.
+        release_slots(&self.state_dir());
     }
+}
+
+/// Runs `collector gc` for `state_dir`: slots in use by its gone
+/// containers are finished and released.
+pub fn release_slots(state_dir: &std::path::Path) {
+    let _ = Command::new(collector_bin()).arg("gc").arg("--state-dir").arg(state_dir).output();
 }
 
 impl Drop for Env {
@@ -543,7 +604,7 @@ impl Crio {
 
     /// Whether our instance of container `id` exists.
     pub fn has_instance(&self, id: &str) -> bool {
-        our_instances().iter().any(|n| n.strip_prefix(INSTANCE_PREFIX) == Some(id))
+        recording_instance(id, &self.state_dir).is_some()
     }
 
     /// Fails the test if container `id`'s instance is still there a few

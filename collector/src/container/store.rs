@@ -56,6 +56,10 @@ pub struct Recording {
     /// The init task's comm at prestart (e.g. `runc:[2:INIT]`).
     pub runtime_comm: Option<String>,
     pub instance: String,
+    /// The slot (`record::pool`) that records this container; `None`: the
+    /// instance is its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<crate::record::pool::Claim>,
     pub tracefs: PathBuf,
     /// The per-CPU buffer size set at arming; `None`: the kernel's default.
     pub buffer_size_kb: Option<u64>,

@@ -68,6 +68,27 @@ pub fn tied_to_container(own: &str, init: &str, id: &str) -> Option<String> {
     None
 }
 
+/// The `cpu.stat` of task `pid`'s cgroup v2, if it has one (read while
+/// the task lives: the path is gone with it).
+pub fn cpu_stat_file(pid: i32) -> Option<PathBuf> {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let (_, path) = memberships(&text).into_iter().find(|(h, _)| h == "0:")?;
+    let rel = path.trim_start_matches('/');
+    // `..` cannot come from the kernel, but the text is still checked.
+    if rel.split('/').any(|c| c == "..") {
+        return None;
+    }
+    let file = PathBuf::from("/sys/fs/cgroup").join(rel).join("cpu.stat");
+    file.is_file().then_some(file)
+}
+
+/// CPU time used by a cgroup (`usage_usec` of its `cpu.stat`).
+pub fn cpu_usage(file: &std::path::Path) -> Option<std::time::Duration> {
+    let text = fs::read_to_string(file).ok()?;
+    let usec = text.lines().find_map(|l| l.strip_prefix("usage_usec "))?.trim().parse().ok()?;
+    Some(std::time::Duration::from_micros(usec))
+}
+
 /// `hierarchy-id:controllers` and path of each line of a
 /// `/proc/PID/cgroup` text.
 fn memberships(text: &str) -> Vec<(String, String)> {

@@ -1,6 +1,9 @@
-//! Recording policy on top of [`crate::tracefs`]: arm an instance for a
-//! container, stream its pages while it runs ([`stream`]), switch each
-//! syscall's event off once it has been seen ([`recorder`]), and finish.
+//! Recording policy on top of [`crate::tracefs`]: give a container an
+//! instance (in profile mode a slot of [`pool`], armed once with the
+//! in-kernel [`quench`] on every syscall and reused from container to
+//! container; otherwise one of its own), stream its pages while it runs
+//! ([`stream`]), switch each syscall's event off once it has been seen
+//! ([`recorder`]), and finish.
 //!
 //! Arming is quiet first (tracing off), then options, pids and events, and
 //! only then tracing on, so the first recorded event already has the
@@ -13,20 +16,23 @@
 //!   to decide which records count.
 //! - So switching an event off is only safe once a record of that call
 //!   that *counts* is in the buffer. The recorder switches off what counted
-//!   ([`recorder`]); the kernel switches off the hot calls at their first
-//!   call by a non-runtime task ([`quench`]), which is always inside the
-//!   window: the runtime's pre-window setup runs under its own comm.
+//!   ([`recorder`]); in a slot the kernel switches off every call at its
+//!   first call by a non-runtime task ([`quench`]), which is always inside
+//!   the window: the runtime's pre-window setup runs under its own comm.
+//!   So the records per container are bounded by construction, whenever
+//!   the recorder reads.
 //! - A call first made by CRIU's parasite in a checkpoint episode does not
 //!   count; if it switched the call's event off, the recorder switches it
-//!   back on once it sees the episode ("restored"), and for a hot call the
-//!   kernel's trigger then switches it off again at the workload's next
-//!   call, recorded.
+//!   back on once it sees the episode ("restored"), and the kernel's
+//!   trigger then switches it off again at the workload's next call,
+//!   recorded.
 //! - The buffer keeps its oldest records when full: a drop can only hide
 //!   later calls, and is counted, so the profile is then marked incomplete.
 
 pub mod cgroup;
 pub mod layouts;
 pub mod nspid;
+pub mod pool;
 pub mod quench;
 pub mod recorder;
 pub mod stream;
@@ -40,6 +46,10 @@ use crate::tracefs::{Instance, InstanceGuard, TraceFs, INSTANCE_PREFIX};
 /// default size (1.4 MiB): events stop once each syscall has been seen,
 /// and any resize costs the container start 15-25 ms.
 pub const FULL_MODE_BUFFER_SIZE_KB: u64 = 4096;
+
+/// The kernel's own per-CPU buffer size (1.4 MiB), what a slot goes back
+/// to when a hook that sets none claims it after one that did.
+pub const DEFAULT_BUFFER_SIZE_KB: u64 = 1408;
 
 /// The per-CPU buffer size to set for `mode`; `None` keeps the kernel's.
 pub fn buffer_size_kb(mode: Mode, configured: Option<u64>) -> Option<u64> {
@@ -107,6 +117,8 @@ pub enum Error {
     Stream(#[from] stream::Error),
     #[error(transparent)]
     Layouts(#[from] layouts::Error),
+    #[error("trace instance {name} of a slot in {pool} is gone")]
+    SlotGone { name: String, pool: std::path::PathBuf },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -116,24 +128,18 @@ pub fn instance_name(id: &str) -> String {
     format!("{INSTANCE_PREFIX}{id}")
 }
 
-/// Creates and arms `name` for `pids` (the init task). This is on the
-/// container's start path, so it does only what must happen before the
-/// runtime goes on: the buffer size if one is set (a resize while recording
-/// drops the events written meanwhile, so it cannot wait), pids, process
-/// events and the ptrace-stop event ([`STOP_EVENT`]). The syscall events
-/// come on with one write in [`enable_syscalls`] (360
-/// enter-only writes would take 12 ms); in profile mode a subsystem filter
-/// on `ret`, a field only the exit events have, keeps exits out of the
-/// buffer until the recorder switches them off ([`tune`]). On any failure
-/// the instance is removed.
-pub fn arm(
-    tfs: &TraceFs,
-    name: &str,
-    pids: &[i32],
-    buffer_size_kb: Option<u64>,
-    mode: Mode,
-    runtime_comm: Option<&str>,
-) -> Result<Instance> {
+/// Creates and arms `name` for `pids` (the init task): an instance of one
+/// container's own, for full mode, or for profile mode when the runtime's
+/// comm cannot be put in a quench condition. This is on the container's
+/// start path, so it does only what must happen before the runtime goes
+/// on: the buffer size if one is set (a resize while recording drops the
+/// events written meanwhile, so it cannot wait), pids, process events and
+/// the ptrace-stop event ([`STOP_EVENT`]). The syscall events come on with
+/// one write in [`enable_syscalls`] (360 enter-only writes would take
+/// 12 ms); in profile mode a subsystem filter on `ret`, a field only the
+/// exit events have, keeps exits out of the buffer until the recorder
+/// switches them off ([`tune`]). On any failure the instance is removed.
+pub fn arm(tfs: &TraceFs, name: &str, pids: &[i32], buffer_size_kb: Option<u64>, mode: Mode) -> Result<Instance> {
     // One burst, between other instances' trigger removals.
     let _lock = crate::tracefs::WriterLock::acquire();
     let guard = InstanceGuard::new(tfs.create_instance(name)?);
@@ -142,13 +148,46 @@ pub fn arm(
     if let Some(kb) = buffer_size_kb {
         inst.set_buffer_size_kb(kb)?;
     }
+    set_up(inst)?;
+    inst.set_event_pids(pids)?;
+    if mode == Mode::Profile {
+        inst.write("events/syscalls/filter", EXIT_FILTER)?;
+    }
+    inst.set_tracing_on(true)?;
+    Ok(guard.keep())
+}
+
+/// Arms a slot (`record::pool`) for profile mode, tracing off and no pid
+/// yet: every syscall event on, each with its quench trigger, the exits
+/// kept out of the buffer by [`EXIT_FILTER`]. `comms` are the runtime
+/// comms the quench leaves out. On any failure the instance is removed.
+pub fn arm_slot(tfs: &TraceFs, name: &str, comms: &[String], buffer_size_kb: Option<u64>) -> Result<Instance> {
+    let Some(condition) = quench::condition_for(comms) else {
+        return Err(Error::TraceFs(crate::tracefs::Error::BadName { name: format!("{name} (runtime comms {comms:?})") }));
+    };
+    let guard = InstanceGuard::new(tfs.create_instance(name)?);
+    let inst = guard.instance();
+    inst.set_tracing_on(false)?;
+    if let Some(kb) = buffer_size_kb {
+        inst.set_buffer_size_kb(kb)?;
+    }
+    set_up(inst)?;
+    inst.write("events/syscalls/filter", EXIT_FILTER)?;
+    enable_syscalls(inst)?;
+    let n = quench::arm_all(inst, &condition)?;
+    tracing::debug!(instance = %inst.name(), triggers = n, "slot armed");
+    Ok(guard.keep())
+}
+
+/// What every instance gets before its pids: the overflow mode, pid
+/// following, the process events and the ptrace-stop event.
+fn set_up(inst: &Instance) -> Result<()> {
     // A full buffer drops the newest records, counted, and keeps the
     // oldest: the window's start and the first sight of each call.
     inst.set_option("overwrite", false)?;
     // event-fork first, so children forked right after the pid write are
     // followed.
     inst.set_option("event-fork", true)?;
-    inst.set_event_pids(pids)?;
     for (system, event) in PROCESS_EVENTS {
         inst.set_event(system, event, true)?;
     }
@@ -157,17 +196,7 @@ pub fn arm(
     if let Err(e) = arm_stop_event(inst) {
         tracing::warn!(instance = %inst.name(), error = %e, "ptrace stops not recorded: checkpoint episodes will not be recognised");
     }
-    if mode == Mode::Profile {
-        inst.write("events/syscalls/filter", EXIT_FILTER)?;
-        // Without triggers the user-space quench still works: slower to
-        // react, never wrong.
-        match quench::arm(inst, runtime_comm) {
-            Ok(n) => tracing::debug!(instance = %inst.name(), triggers = n, "in-kernel quench armed"),
-            Err(e) => tracing::warn!(instance = %inst.name(), error = %e, "in-kernel quench not armed: a busy container may overrun the buffer"),
-        }
-    }
-    inst.set_tracing_on(true)?;
-    Ok(guard.keep())
+    Ok(())
 }
 
 /// The filter first, so no unfiltered signal is ever recorded.
@@ -188,15 +217,13 @@ pub fn enable_syscalls(inst: &Instance) -> Result<()> {
     Ok(())
 }
 
-/// What is too slow for the start path: in profile mode, the exit events
-/// off (360 writes; what they recorded meanwhile is simply ignored), except
-/// those of the in-kernel quench ([`quench::HOT`]): they switch their call
-/// off, and go off themselves once their call has been seen.
-/// `events` are the names under `events/syscalls`.
+/// What is too slow for the start path: in profile mode, on an instance
+/// of its own (no quench triggers), the exit events off (360 writes; what
+/// they recorded meanwhile is simply ignored). `events` are the names under
+/// `events/syscalls`.
 pub fn tune(inst: &Instance, mode: Mode, events: &[String]) -> Result<()> {
     if mode == Mode::Profile {
-        let quenching = |e: &str| e.strip_prefix("sys_exit_").is_some_and(quench::is_hot);
-        for event in events.iter().filter(|e| e.starts_with("sys_exit_") && !quenching(e)) {
+        for event in events.iter().filter(|e| e.starts_with("sys_exit_")) {
             inst.set_event("syscalls", event, false)?;
         }
     }

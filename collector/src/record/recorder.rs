@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::layouts;
 use super::nspid::NsPids;
 use super::stream::{Stream, StreamStats};
+use super::pool::{Claim, Pool};
 use super::{enable_syscalls, quench, syscalls_without_event, tune, Mode, Result};
 use crate::trace::Event;
 use crate::profile::{Aggregator, Analysis, Window};
@@ -27,6 +28,14 @@ const PAGES_PER_ROUND: usize = 64;
 /// How long after "ready" profile mode switches the exit events off.
 const TUNE_DELAY: Duration = Duration::from_millis(200);
 
+/// CPU time after which a container counts as busy, and the recorder
+/// takes the quench triggers of its seen calls off a slot. A trigger costs
+/// each later call of its syscall ~0.15 µs (dd with `bs=1` ran 2.3× as
+/// long with every trigger kept, 1.2× without), and each removal holds
+/// the kernel's `event_mutex` for ~100 ms, which a starting container
+/// waits for: a container that stays under this never causes a removal.
+pub const BUSY: Duration = Duration::from_millis(50);
+
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -37,6 +46,11 @@ pub struct Options {
     pub poll: Duration,
     /// How often the aggregate is saved for crash recovery.
     pub save_every: Duration,
+    /// The slot (`record::pool`) being read, if the instance is one: its
+    /// syscall events are on and carry the quench triggers already.
+    pub slot: Option<(Pool, Claim)>,
+    /// The container's cgroup `cpu.stat`: how busy it is (see [`BUSY`]).
+    pub cpu_stat: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -46,6 +60,8 @@ impl Default for Options {
             runtime_comm: None,
             poll: Duration::from_millis(20),
             save_every: Duration::from_secs(3),
+            slot: None,
+            cpu_stat: None,
         }
     }
 }
@@ -113,53 +129,91 @@ pub fn run(
     let syscall_events: Vec<String> =
         layouts.formats.iter().filter(|f| f.system == "syscalls").map(|f| f.name.clone()).collect();
     // Ready to keep up: only now do the syscall events come on, and only
-    // then is the container let go.
-    enable_syscalls(inst)?;
+    // then is the container let go. A slot's are on already.
+    if opts.slot.is_none() {
+        enable_syscalls(inst)?;
+    }
     let t_enable = t0.elapsed();
     ready();
     tracing::debug!(pipes_us = t_pipes.as_micros() as u64, enabled_us = t_enable.as_micros() as u64, "recorder start-up");
-    // The exit events of quenched hot calls, whose triggers the helper
-    // takes off; dropped when reading ends: the helper then skips what is
-    // left (the instance's removal takes the rest).
-    let (quenched_tx, quenched_rx) = std::sync::mpsc::channel::<String>();
+    // The exit events of seen calls, whose quench triggers the helper
+    // takes off a slot once the container is busy; dropped when reading
+    // ends (the slot's release takes care of the rest).
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel::<String>();
     let events = &syscall_events;
     let mut recorded = std::thread::scope(|scope| {
         let helper = scope.spawn(move || {
             after_ready();
-            // Switching 360 exit events off is ~10 ms of tracefs writes
-            // that competed for the CPU with a short container's start and
-            // stop. Until then the subsystem filter keeps their records
-            // out; a container that ends within TUNE_DELAY never pays it.
-            let deadline = Instant::now() + TUNE_DELAY;
-            let mut pending = Vec::new();
-            loop {
-                match quenched_rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                    Ok(exit) => pending.push(exit),
-                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => break,
-                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+            match &opts.slot {
+                Some((pool, claim)) => take_triggers_off(inst, pool, claim, opts.cpu_stat.as_deref(), seen_rx),
+                None => {
+                    // Switching 360 exit events off is ~10 ms of tracefs
+                    // writes that competed for the CPU with a short
+                    // container's start and stop. Until then the subsystem
+                    // filter keeps their records out; a container that
+                    // ends within TUNE_DELAY never pays it (reading ended:
+                    // the channel is closed).
+                    if let Err(std::sync::mpsc::RecvTimeoutError::Disconnected) = seen_rx.recv_timeout(TUNE_DELAY) {
+                        return;
+                    }
+                    if let Err(e) = tune(inst, opts.mode, events) {
+                        tracing::warn!(error = %e, "could not switch the exit events off");
+                    }
                 }
             }
-            if let Err(e) = tune(inst, opts.mode, events) {
-                tracing::warn!(error = %e, "could not switch the exit events off");
-            }
-            // A trigger keeps its events registered even when they are off,
-            // which costs ~0.2 µs per call of its syscall: once the call is
-            // seen, the trigger has done its job. Each removal waits out
-            // grace periods with the kernel's event lock held, so it happens
-            // here, off the read loop. (Waiting 2 s longer did not make
-            // back-to-back starts faster, and kept a busy start slow.)
-            for exit in pending.into_iter().chain(quenched_rx.iter()) {
-                inst.remove_triggers("syscalls", &exit, crate::tracefs::TRIGGER_REMOVAL_PAUSE);
-            }
         });
-        let recorded = read_until_done(inst, init_pid, opts, stream, pidfd, signals, &quenched_tx, save);
-        drop(quenched_tx);
+        let recorded = read_until_done(inst, init_pid, opts, stream, pidfd, signals, &seen_tx, save);
+        drop(seen_tx);
         let _ = helper.join();
         recorded
     })?;
     recorded.no_event_syscalls = syscalls_without_event(&syscall_events);
     recorded.layouts_cached = layouts.cached;
     Ok(recorded)
+}
+
+/// The slot helper of [`run`]: once the container has used [`BUSY`] CPU
+/// time, takes the quench trigger of each call seen so far (and from then
+/// on) off the slot, the hot calls first, one at a time. Until then, or
+/// without `cpu_stat`'s help (then at once, as there is no telling), the
+/// triggers stay: they only cost the calls made after the first.
+fn take_triggers_off(
+    inst: &Instance,
+    pool: &Pool,
+    claim: &Claim,
+    cpu_stat: Option<&std::path::Path>,
+    seen: std::sync::mpsc::Receiver<String>,
+) {
+    let usage = || cpu_stat.and_then(super::cgroup::cpu_usage);
+    let base = usage();
+    let mut busy = base.is_none();
+    let mut pending: Vec<String> = Vec::new();
+    loop {
+        let wait = if pending.is_empty() || !busy { Duration::from_millis(100) } else { Duration::ZERO };
+        match seen.recv_timeout(wait) {
+            Ok(exit) => {
+                pending.push(exit);
+                continue;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+        if !busy {
+            busy = match (usage(), base) {
+                (Some(now), Some(base)) => now.saturating_sub(base) >= BUSY,
+                _ => true,
+            };
+            if busy {
+                tracing::debug!(pending = pending.len(), "the container is busy: its seen calls' triggers come off");
+            }
+        }
+        if busy && !pending.is_empty() {
+            let hot = pending.iter().position(|e| e.strip_prefix("sys_exit_").is_some_and(quench::is_hot));
+            let exit = pending.swap_remove(hot.unwrap_or(0));
+            pool.take_trigger_off(inst, claim, &exit);
+            std::thread::sleep(crate::tracefs::TRIGGER_REMOVAL_PAUSE);
+        }
+    }
 }
 
 /// The read loop of [`run`]. (Its arguments are what [`run`] set up for
@@ -172,7 +226,7 @@ fn read_until_done(
     mut stream: Stream,
     pidfd: Option<OwnedFd>,
     signals: Option<SignalFd>,
-    quenched_hot: &std::sync::mpsc::Sender<String>,
+    seen: &std::sync::mpsc::Sender<String>,
     mut save: impl FnMut(&Snapshot),
 ) -> Result<Recorded> {
     let mut agg = Aggregator::new(init_pid).with_runtime(opts.runtime_comm.as_deref());
@@ -208,7 +262,8 @@ fn read_until_done(
         // Bounded rounds: quench and save between them even when the
         // workload writes as fast as we read.
         more = stream.round(false, PAGES_PER_ROUND, |r| push(&mut agg, r))?;
-        let (went_off, went_on) = quench(inst, &stream, &mut agg, opts.mode, &mut off, quenched_hot);
+        let to_helper = opts.slot.as_ref().map(|_| seen);
+        let (went_off, went_on) = quench(inst, &stream, &mut agg, opts.mode, &mut off, to_helper);
         quenched += went_off;
         restored += went_on;
         // Ask while the tasks live: held records may wait long in a quiet
@@ -264,7 +319,7 @@ fn quench(
     agg: &mut Aggregator,
     mode: Mode,
     off: &mut BTreeSet<i64>,
-    quenched_hot: &std::sync::mpsc::Sender<String>,
+    seen: Option<&std::sync::mpsc::Sender<String>>,
 ) -> (usize, usize) {
     let fresh = agg.take_new();
     let restored = agg.take_restored();
@@ -292,11 +347,13 @@ fn quench(
             Ok(()) => {
                 off.insert(nr);
                 went_off += 1;
-                // Its call seen, an in-kernel quench's exit event has done
-                // its job; off, it no longer costs the workload.
-                if let Some(exit) = quench::exit_event(&ev.name) {
+                // Its call seen, a slot's quench trigger has done its job:
+                // the exit goes soft-off now, and fully off with the
+                // trigger, which the helper takes off if the container is
+                // busy.
+                if let (Some(seen), Some(exit)) = (seen, quench::exit_event(&ev.name)) {
                     let _ = inst.set_event(&ev.system, &exit, false);
-                    let _ = quenched_hot.send(exit);
+                    let _ = seen.send(exit);
                 }
             }
             // Off is an optimisation.
@@ -308,7 +365,7 @@ fn quench(
         let Some(ev) = stream.enter_event_for(nr) else { continue };
         // The exit first, so the in-kernel quench is back before the call
         // can be recorded again.
-        if let Some(exit) = quench::exit_event(&ev.name) {
+        if let (Some(_), Some(exit)) = (seen, quench::exit_event(&ev.name)) {
             if let Err(e) = inst.set_event(&ev.system, &exit, true) {
                 tracing::warn!(event = %exit, error = %e, "could not switch the quench back on");
             }
@@ -355,40 +412,44 @@ fn wait(pidfd: Option<&OwnedFd>, signals: Option<&SignalFd>, timeout: PollTimeou
     (exited, signalled)
 }
 
-/// How the instance was handed over for removal by [`remove_detached`].
+/// How the instance was handed over by [`hand_off`].
 #[derive(Debug)]
 pub enum Removal {
-    /// A child of the recorder removes it, and outlives the recorder.
+    /// A child of the recorder lets it go, and outlives the recorder.
     Child(i32),
-    /// Removed here, before returning.
+    /// Done here, before returning.
     Done,
 }
 
-/// Removes the instance in a child process that outlives the recorder.
+/// Runs `let_go` (removing the instance, or releasing a slot and lingering
+/// on it) in a child process that outlives the recorder.
 ///
-/// Why: the rmdir waits out RCU grace periods (about 0.1 s here), and the
+/// Why: letting go waits out RCU grace periods (about 0.1 s here), and the
 /// recorder is a direct child of conmon (it was reparented to conmon, a
 /// child subreaper, when prestart's hook exited). On the container's exit
 /// conmon turns its subreaper flag off and then waits for *all* its
 /// children before it exits, and `podman run` waits for conmon. A
 /// grandchild that is still running when the recorder exits is reparented
-/// past conmon, so the container's teardown does not wait for the rmdir.
+/// past conmon, so the container's teardown does not wait for it.
 /// (If conmon is still a subreaper at that moment, it waits as before:
 /// slower, never wrong.)
 ///
 /// Only forks when this process has a single thread, so the child may
-/// allocate and log. Otherwise, or if fork fails, removes here.
-pub fn remove_detached(inst: Instance) -> crate::tracefs::Result<Removal> {
+/// allocate and log. Otherwise, or if fork fails, runs here (a slot is then
+/// released without lingering: gc tears it down after its linger time).
+pub fn hand_off(
+    let_go: impl FnOnce(bool) -> crate::tracefs::Result<()>,
+) -> crate::tracefs::Result<Removal> {
     if thread_count() == Some(1) {
         // SAFETY: single-threaded (checked above), so no lock or allocator
-        // state is held by another thread at the fork; the child only
-        // removes the instance, logs, and _exits.
+        // state is held by another thread at the fork; the child only lets
+        // the instance go, logs, and _exits.
         match unsafe { nix::unistd::fork() } {
             Ok(nix::unistd::ForkResult::Child) => {
-                let code = match inst.remove() {
+                let code = match let_go(true) {
                     Ok(()) => 0,
                     Err(e) => {
-                        tracing::warn!(error = %e, "could not remove the trace instance");
+                        tracing::warn!(error = %e, "could not let the trace instance go");
                         1
                     }
                 };
@@ -397,10 +458,10 @@ pub fn remove_detached(inst: Instance) -> crate::tracefs::Result<Removal> {
                 unsafe { nix::libc::_exit(code) }
             }
             Ok(nix::unistd::ForkResult::Parent { child }) => return Ok(Removal::Child(child.as_raw())),
-            Err(e) => tracing::debug!(error = %e, "fork failed; removing the instance here"),
+            Err(e) => tracing::debug!(error = %e, "fork failed; letting the instance go here"),
         }
     }
-    inst.remove()?;
+    let_go(false)?;
     Ok(Removal::Done)
 }
 
