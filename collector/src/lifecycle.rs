@@ -111,6 +111,9 @@ pub struct Settings {
     pub ready_deadline: Option<Instant>,
     /// How long poststop waits for the recorder to finish.
     pub finish_timeout: Duration,
+    /// The only directories poststop looks for checkpoints in (see
+    /// [`crate::checkpoint::discover`]).
+    pub checkpoint_roots: Vec<PathBuf>,
 }
 
 impl Settings {
@@ -125,6 +128,7 @@ impl Settings {
             ready_timeout: Duration::from_secs(1),
             ready_deadline: None,
             finish_timeout: Duration::from_secs(30),
+            checkpoint_roots: Vec::new(),
         }
     }
 }
@@ -648,7 +652,7 @@ pub fn poststop(settings: &Settings, state: &State) -> Result<Option<Summary>> {
         return Ok(None);
     }
     let summary = finish(settings, &recording)?;
-    correlate_checkpoint(&settings.state_dir, &recording, &summary);
+    correlate_checkpoint(settings, &recording, &summary);
     Ok(Some(summary))
 }
 
@@ -697,34 +701,21 @@ fn finish(settings: &Settings, recording: &Recording) -> Result<Summary> {
 }
 
 /// If a checkpoint of this container exists, joins it with the trace and
-/// writes `correlation.json`. Looked for in the directory the annotation
-/// [`crate::checkpoint::correlate::CHECKPOINT_DIR_ANNOTATION`] names, then in the kubelet's checkpoint
-/// directory by pod, namespace and container name. Only archives whose
-/// metadata carry this container's id are used. Failures are logged: the
-/// profile is written already.
-fn correlate_checkpoint(state_dir: &StateDir, recording: &Recording, summary: &Summary) {
-    use crate::checkpoint::{self, correlate};
-    let mut found = Vec::new();
-    if let Some(dir) = recording.annotations.get(correlate::CHECKPOINT_DIR_ANNOTATION) {
-        let dir = Path::new(dir);
-        if dir.is_absolute() {
-            found.extend(correlate::candidates(dir, None));
-        } else {
-            tracing::warn!(dir = %dir.display(), "checkpoint-dir annotation is not an absolute path; ignored");
-        }
+/// writes `correlation.json`. Looked for only under the configured
+/// checkpoint roots: see [`crate::checkpoint::discover`]. Failures are
+/// logged: the profile is written already.
+fn correlate_checkpoint(settings: &Settings, recording: &Recording, summary: &Summary) {
+    use crate::checkpoint::{self, correlate, discover};
+    let (dirs, problem) = discover::search_dirs(&settings.checkpoint_roots, &recording.annotations);
+    if let Some(e) = problem {
+        tracing::warn!(id = %recording.id, "{e}");
     }
-    if let Some(prefix) = correlate::kubelet_prefix(&recording.annotations) {
-        found.extend(correlate::candidates(Path::new(checkpoint::KUBELET_CHECKPOINTS), Some(&prefix)));
-    }
-    let ours = found.into_iter().find(|path| {
-        checkpoint::load(path, &checkpoint::LoadOptions::default())
-            .is_ok_and(|c| c.metadata.id.as_deref() == Some(recording.id.as_str()))
-    });
-    let Some(path) = ours else { return };
-    let result = checkpoint::load(&path, &checkpoint::LoadOptions { memory: true })
+    let Some(path) = discover::find_own(&dirs, &recording.id) else { return };
+    let opts = checkpoint::LoadOptions { memory: true, limits: checkpoint::Limits::DISCOVERY };
+    let result = checkpoint::load(&path, &opts)
         .map_err(|e| e.to_line())
         .and_then(|c| correlate::correlate(summary, &c, &path).map_err(|e| e.to_string()))
-        .and_then(|c| state_dir.write_json(&recording.id, CORRELATION_FILE, &c).map_err(|e| e.to_string()));
+        .and_then(|c| settings.state_dir.write_json(&recording.id, CORRELATION_FILE, &c).map_err(|e| e.to_string()));
     match result {
         Ok(written) => tracing::info!(id = %recording.id, checkpoint = %path.display(), report = %written.display(), "checkpoint correlated"),
         Err(e) => tracing::warn!(id = %recording.id, checkpoint = %path.display(), error = %e, "could not correlate the checkpoint"),

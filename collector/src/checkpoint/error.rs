@@ -134,7 +134,20 @@ pub enum Error {
     #[error("ELF writer: {reason}")]
     Elf { reason: String },
     #[error("{path}: reading took more than {secs} s; stopped")]
-    TimeLimit { path: PathBuf, secs: u64 },
+    TimeLimit { path: PathBuf, secs: f64 },
+    #[error("{path}: more than {} MiB read out of the archive, its limit here; stopped", limit >> 20)]
+    ByteLimit { path: PathBuf, limit: u64 },
+    #[error("{path}: more than {limit} members, the limit here; stopped")]
+    TooManyMembers { path: PathBuf, limit: usize },
+    #[error("{path}: corrupt or truncated {} stream", match format { super::Format::Gzip => "gzip", _ => "zstd" })]
+    Stream {
+        path: PathBuf,
+        format: super::Format,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: its CRIU images hold more than {} MiB, the limit for decoding; stopped", limit >> 20)]
+    ImagesTooLarge { path: PathBuf, limit: u64 },
     #[error("invalid search pattern")]
     Pattern(#[from] regex::Error),
     #[error("cannot list {path}")]

@@ -204,6 +204,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             };
             let opts = LoadOptions {
                 memory: s.cmdline || s.env,
+                ..Default::default()
             };
             let ckpt = checkpoint::load(&archive, &opts)?;
             if let Some(pid) = pid {

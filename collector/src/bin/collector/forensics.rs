@@ -129,7 +129,7 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Diff { a, b, format } => {
-            let opts = LoadOptions { memory: true };
+            let opts = LoadOptions { memory: true, ..Default::default() };
             let ca = checkpoint::load(&a, &opts)?;
             let cb = checkpoint::load(&b, &opts)?;
             let d = checkpoint::diff::diff(&ca, &cb);
@@ -144,7 +144,7 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             rootfs,
             format,
         } => {
-            let ckpt = checkpoint::load(&archive, &LoadOptions { memory: true })?;
+            let ckpt = checkpoint::load(&archive, &LoadOptions { memory: true, ..Default::default() })?;
             let opts = coredump::Options { pid, out_dir, rootfs };
             let cores = coredump::write_cores(&ckpt, &opts)
                 .with_context(|| format!("core files from {}", archive.display()))?;

@@ -49,7 +49,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let correlation: Option<Correlation> = match &args.checkpoint {
         Some(path) => {
-            let opts = collector::checkpoint::LoadOptions { memory: true };
+            let opts = collector::checkpoint::LoadOptions { memory: true, ..Default::default() };
             let ckpt = collector::checkpoint::load(path, &opts).map_err(|e| anyhow::anyhow!(e.to_line()))?;
             Some(correlate(&summary, &ckpt, path)?)
         }
