@@ -427,13 +427,15 @@ fn spawn_recorder(collector: &Path, state_dir: &StateDir, id: &str) -> Result<Sp
     let (ready_fd, go_fd) = (ready_write.as_raw_fd(), go_read.as_raw_fd());
     let mut cmd = Command::new(collector);
     cmd.arg("record")
-        .arg(id)
         .arg("--state-dir")
         .arg(state_dir.root())
         .arg("--ready-fd")
         .arg("3")
         .arg("--go-fd")
         .arg("4")
+        // An id may start with '-': never an option.
+        .arg("--")
+        .arg(id)
         // Not the bundle (the runtime's cwd): the container's directories
         // are removed while the recorder still runs.
         .current_dir("/")
@@ -1078,6 +1080,26 @@ fn unix_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_recorder_gets_the_id_after_a_double_dash() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let argv = tmp.path().join("argv");
+        let fake = tmp.path().join("collector");
+        std::fs::write(&fake, format!("#!/bin/sh\nprintf '%s\\n' \"$@\" > {}.tmp && mv {0}.tmp {0}\n", argv.display())).unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let spawned = spawn_recorder(&fake, &StateDir::new(tmp.path()), "-rf").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !argv.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(spawned);
+        let args = std::fs::read_to_string(&argv).unwrap();
+        let args: Vec<&str> = args.lines().collect();
+        assert_eq!(args.first(), Some(&"record"), "{args:?}");
+        assert_eq!(&args[args.len() - 2..], ["--", "-rf"], "{args:?}");
+    }
 
     #[test]
     fn only_annotated_non_sandbox_containers_are_traced() {

@@ -70,8 +70,7 @@ pub enum Command {
 const JSON_CONTENT_LIMIT: u64 = 16 << 20;
 
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = collector::report::escape::stdout();
     match cmd {
         Command::Files {
             archive,
@@ -110,11 +109,11 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                     writeln!(out)?;
                 }
                 TableFormat::Table => {
-                    let found = if out.is_terminal() {
+                    let found = if out.raw().is_terminal() {
                         let mut esc = render::Escaping::new(&mut out);
                         files::cat(&archive, &want, max_bytes, &ckpt.deleted_files, &mut esc)?
                     } else {
-                        files::cat(&archive, &want, max_bytes, &ckpt.deleted_files, &mut out)?
+                        files::cat(&archive, &want, max_bytes, &ckpt.deleted_files, out.raw())?
                     };
                     if found.written < found.size {
                         tracing::warn!(
