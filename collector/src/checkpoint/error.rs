@@ -171,6 +171,30 @@ impl Error {
             line.push_str(&e.to_string());
             cur = e.source();
         }
+        // Causes may quote the archive (a tar header, JSON): one line, no
+        // control characters.
+        if line.chars().any(char::is_control) {
+            line = line.chars().flat_map(|c| {
+                let esc: Vec<char> = if c.is_control() { c.escape_default().collect() } else { vec![c] };
+                esc
+            }).collect();
+        }
         line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_that_quotes_a_newline_stays_one_line() {
+        let e = Error::NestedTar {
+            member: "rootfs-diff.tar".into(),
+            source: std::io::Error::other("bad header \"a\nb\u{1b}[2J\""),
+        };
+        let line = e.to_line();
+        assert_eq!(line.lines().count(), 1, "{line}");
+        assert!(line.contains("a\\nb\\u{1b}[2J"), "{line}");
     }
 }
