@@ -53,16 +53,20 @@ echo
 echo "== 6. a checkpoint of a traced container, next to its trace"
 # PID 1 waits for a shell that waits for a sleep. The container is
 # checkpointed while it runs (CRIU's own calls stay out of the profile),
-# then stopped; poststop finds the archive in the annotated directory.
-mkdir -p "$WORK/checkpoints"
+# then stopped; poststop finds the archive in the annotated directory, a
+# subdirectory of the kubelet's, which `make install` configures as a
+# checkpoint root (--checkpoint-root in the poststop hook's args).
 NAME=ofsa-demo-$$
+CKPTS=/var/lib/kubelet/checkpoints/$NAME
+mkdir -p "$CKPTS"
+trap 'rm -rf "$WORK" "$CKPTS"' EXIT
 run -d --name "$NAME" --cidfile "$WORK/cid2" \
     --annotation oci-ftrace-syscall-analyzer/trace=true \
-    --annotation oci-ftrace-syscall-analyzer/checkpoint-dir="$WORK/checkpoints" \
+    --annotation oci-ftrace-syscall-analyzer/checkpoint-dir="$NAME" \
     --rootfs "$ROOTFS" sh -c 'sh -c "sleep 100000; :" & while :; do sleep 0.2; done' > /dev/null
 ID2=$(cat "$WORK/cid2")
 sleep 1
-podman container checkpoint --leave-running --export="$WORK/checkpoints/$NAME.tar.zst" "$NAME" > /dev/null
+podman container checkpoint --leave-running --export="$CKPTS/$NAME.tar.zst" "$NAME" > /dev/null
 podman stop -t 0 "$NAME" > /dev/null
 for _ in $(seq 100); do
     [ -s "$STATE_DIR/$ID2/correlation.json" ] && break

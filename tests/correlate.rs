@@ -18,7 +18,7 @@ fn poststop_correlates_the_containers_own_checkpoint() {
     }
     let _g = serial();
     let env = Env::new();
-    let ckpts = env.dir.path().join("checkpoints");
+    let ckpts = env.checkpoints_dir();
     std::fs::create_dir_all(&ckpts).expect("checkpoint dir");
     // Another container's archive, newer than ours will be: must not be used.
     let decoy = ckpts.join("zz-other.tar.zst");

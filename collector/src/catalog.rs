@@ -116,7 +116,7 @@ fn entry(dir: &StateDir, id: &str) -> Entry {
         Err(err) => problems.push(err.to_string()),
     }
     if let Ok(path) = dir.container_dir(id).map(|d| d.join(PROFILE_FILE)) {
-        match fs::read(&path) {
+        match store::read_regular(&path) {
             Ok(bytes) => match file::parse(&bytes) {
                 Ok(p) => e.allowed = Some(p.allowed().len()),
                 Err(cause) => problems.push(Error::Parse { path, cause }.to_string()),
@@ -206,7 +206,7 @@ pub fn load(dir: &StateDir, arg: &str) -> Result<Loaded> {
 }
 
 fn load_file(label: &str, path: &Path) -> Result<Loaded> {
-    let bytes = fs::read(path).map_err(|cause| Error::Read { path: path.to_path_buf(), cause })?;
+    let bytes = store::read_regular(path).map_err(|cause| Error::Read { path: path.to_path_buf(), cause })?;
     let profile = file::parse(&bytes).map_err(|cause| Error::Parse { path: path.to_path_buf(), cause })?;
     let mut loaded = Loaded {
         label: label.to_string(),
@@ -221,14 +221,14 @@ fn load_file(label: &str, path: &Path) -> Result<Loaded> {
     // A profile in a container's folder: its summary says whether it is
     // complete, its state what the run is called.
     let folder = path.parent().unwrap_or(Path::new("."));
-    if let Ok(text) = fs::read(folder.join(SUMMARY_FILE)) {
+    if let Ok(text) = store::read_regular(&folder.join(SUMMARY_FILE)) {
         if let Ok(s) = serde_json::from_slice::<Summary>(&text) {
             loaded.complete = Some(s.complete);
             loaded.incomplete_reasons = s.incomplete_reasons;
             loaded.id = Some(s.id);
         }
     }
-    if let Ok(text) = fs::read(folder.join(STATE_FILE)) {
+    if let Ok(text) = store::read_regular(&folder.join(STATE_FILE)) {
         if let Ok(r) = serde_json::from_slice::<Recording>(&text) {
             let a = &r.annotations;
             loaded.name = a.get(NAME_ANNOTATION).or_else(|| a.get(CONTAINER_NAME)).cloned();

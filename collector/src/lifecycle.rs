@@ -118,6 +118,9 @@ pub struct Settings {
     /// How long a released slot waits for the next container before it is
     /// torn down (`record::pool`).
     pub slot_linger: Duration,
+    /// The only directories poststop looks for checkpoints in (see
+    /// [`crate::checkpoint::discover`]).
+    pub checkpoint_roots: Vec<PathBuf>,
 }
 
 impl Settings {
@@ -133,6 +136,7 @@ impl Settings {
             ready_deadline: None,
             finish_timeout: Duration::from_secs(30),
             slot_linger: record::pool::DEFAULT_LINGER,
+            checkpoint_roots: Vec::new(),
         }
     }
 }
@@ -500,13 +504,15 @@ fn spawn_recorder(collector: &Path, state_dir: &StateDir, id: &str) -> Result<Sp
     let (ready_fd, go_fd) = (ready_write.as_raw_fd(), go_read.as_raw_fd());
     let mut cmd = Command::new(collector);
     cmd.arg("record")
-        .arg(id)
         .arg("--state-dir")
         .arg(state_dir.root())
         .arg("--ready-fd")
         .arg("3")
         .arg("--go-fd")
         .arg("4")
+        // An id may start with '-': never an option.
+        .arg("--")
+        .arg(id)
         // Not the bundle (the runtime's cwd): the container's directories
         // are removed while the recorder still runs.
         .current_dir("/")
@@ -750,7 +756,7 @@ pub fn poststop(settings: &Settings, state: &State) -> Result<Option<Summary>> {
         return Ok(None);
     }
     let summary = finish(settings, &recording)?;
-    correlate_checkpoint(&settings.state_dir, &recording, &summary);
+    correlate_checkpoint(settings, &recording, &summary);
     Ok(Some(summary))
 }
 
@@ -797,34 +803,21 @@ fn finish(settings: &Settings, recording: &Recording) -> Result<Summary> {
 }
 
 /// If a checkpoint of this container exists, joins it with the trace and
-/// writes `correlation.json`. Looked for in the directory the annotation
-/// [`crate::checkpoint::correlate::CHECKPOINT_DIR_ANNOTATION`] names, then in the kubelet's checkpoint
-/// directory by pod, namespace and container name. Only archives whose
-/// metadata carry this container's id are used. Failures are logged: the
-/// profile is written already.
-fn correlate_checkpoint(state_dir: &StateDir, recording: &Recording, summary: &Summary) {
-    use crate::checkpoint::{self, correlate};
-    let mut found = Vec::new();
-    if let Some(dir) = recording.annotations.get(correlate::CHECKPOINT_DIR_ANNOTATION) {
-        let dir = Path::new(dir);
-        if dir.is_absolute() {
-            found.extend(correlate::candidates(dir, None));
-        } else {
-            tracing::warn!(dir = %dir.display(), "checkpoint-dir annotation is not an absolute path; ignored");
-        }
+/// writes `correlation.json`. Looked for only under the configured
+/// checkpoint roots: see [`crate::checkpoint::discover`]. Failures are
+/// logged: the profile is written already.
+fn correlate_checkpoint(settings: &Settings, recording: &Recording, summary: &Summary) {
+    use crate::checkpoint::{self, correlate, discover};
+    let (dirs, problem) = discover::search_dirs(&settings.checkpoint_roots, &recording.annotations);
+    if let Some(e) = problem {
+        tracing::warn!(id = %recording.id, "{e}");
     }
-    if let Some(prefix) = correlate::kubelet_prefix(&recording.annotations) {
-        found.extend(correlate::candidates(Path::new(checkpoint::KUBELET_CHECKPOINTS), Some(&prefix)));
-    }
-    let ours = found.into_iter().find(|path| {
-        checkpoint::load(path, &checkpoint::LoadOptions::default())
-            .is_ok_and(|c| c.metadata.id.as_deref() == Some(recording.id.as_str()))
-    });
-    let Some(path) = ours else { return };
-    let result = checkpoint::load(&path, &checkpoint::LoadOptions { memory: true })
+    let Some(path) = discover::find_own(&dirs, &recording.id) else { return };
+    let opts = checkpoint::LoadOptions { memory: true, limits: checkpoint::Limits::DISCOVERY };
+    let result = checkpoint::load(&path, &opts)
         .map_err(|e| e.to_line())
         .and_then(|c| correlate::correlate(summary, &c, &path).map_err(|e| e.to_string()))
-        .and_then(|c| state_dir.write_json(&recording.id, CORRELATION_FILE, &c).map_err(|e| e.to_string()));
+        .and_then(|c| settings.state_dir.write_json(&recording.id, CORRELATION_FILE, &c).map_err(|e| e.to_string()));
     match result {
         Ok(written) => tracing::info!(id = %recording.id, checkpoint = %path.display(), report = %written.display(), "checkpoint correlated"),
         Err(e) => tracing::warn!(id = %recording.id, checkpoint = %path.display(), error = %e, "could not correlate the checkpoint"),
@@ -1294,6 +1287,26 @@ fn unix_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_recorder_gets_the_id_after_a_double_dash() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let argv = tmp.path().join("argv");
+        let fake = tmp.path().join("collector");
+        std::fs::write(&fake, format!("#!/bin/sh\nprintf '%s\\n' \"$@\" > {}.tmp && mv {0}.tmp {0}\n", argv.display())).unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let spawned = spawn_recorder(&fake, &StateDir::new(tmp.path()), "-rf").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !argv.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(spawned);
+        let args = std::fs::read_to_string(&argv).unwrap();
+        let args: Vec<&str> = args.lines().collect();
+        assert_eq!(args.first(), Some(&"record"), "{args:?}");
+        assert_eq!(&args[args.len() - 2..], ["--", "-rf"], "{args:?}");
+    }
 
     #[test]
     fn only_annotated_non_sandbox_containers_are_traced() {

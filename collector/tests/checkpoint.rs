@@ -55,7 +55,7 @@ fn kubelet_plain(dir: &tempfile::TempDir) -> PathBuf {
 }
 
 fn load(p: &Path) -> checkpoint::Checkpoint {
-    checkpoint::load(p, &LoadOptions { memory: true }).unwrap()
+    checkpoint::load(p, &LoadOptions { memory: true, ..Default::default() }).unwrap()
 }
 
 /// Rewrites the plain kubelet tar with `edit` applied to one member.
@@ -595,7 +595,7 @@ fn cli_show_list_and_json() {
 // ---- bad input: clear errors naming the member, no panic, bounded memory
 
 fn expect_err(p: &Path) -> Error {
-    match checkpoint::load(p, &LoadOptions { memory: true }) {
+    match checkpoint::load(p, &LoadOptions { memory: true, ..Default::default() }) {
         Ok(_) => panic!("{} loaded", p.display()),
         Err(e) => e,
     }

@@ -132,7 +132,7 @@ fn diff_of_one_dump_in_two_packagings_is_empty() {
     let plain = dir.path().join("plain.tar");
     let raw = zstd::decode_all(std::fs::File::open(fixture()).unwrap()).unwrap();
     std::fs::write(&plain, raw).unwrap();
-    let opts = LoadOptions { memory: true };
+    let opts = LoadOptions { memory: true, ..Default::default() };
     let a = checkpoint::load(&fixture(), &opts).unwrap();
     let b = checkpoint::load(&plain, &opts).unwrap();
     let d = checkpoint::diff::diff(&a, &b);
@@ -144,7 +144,7 @@ fn diff_of_one_dump_in_two_packagings_is_empty() {
 
 #[test]
 fn coredump_of_the_fixture_holds_the_marker_where_memsearch_found_it() {
-    let c = checkpoint::load(&fixture(), &LoadOptions { memory: true }).unwrap();
+    let c = checkpoint::load(&fixture(), &LoadOptions { memory: true, ..Default::default() }).unwrap();
     let hit = memory::search(&c, 1, &memory::Pattern::Literal(MARKER.into()), 0, &MapFilter::default()).unwrap();
     let addr = hit[0].address;
     let dir = tempfile::tempdir().unwrap();

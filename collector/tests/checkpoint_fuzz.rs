@@ -135,6 +135,6 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("fuzz.tar");
         std::fs::write(&p, &data).unwrap();
-        let _ = checkpoint::load(&p, &LoadOptions { memory: true });
+        let _ = checkpoint::load(&p, &LoadOptions { memory: true, ..Default::default() });
     }
 }

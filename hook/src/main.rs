@@ -57,6 +57,10 @@ struct Cli {
     /// poststop 60000.
     #[arg(long)]
     timeout_ms: Option<u64>,
+    /// A directory poststop may look for the container's checkpoint in
+    /// (repeatable); the checkpoint-dir annotation may name it or one below.
+    #[arg(long = "checkpoint-root", value_name = "DIR", value_parser = absolute_dir)]
+    checkpoint_roots: Vec<PathBuf>,
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, default_value = "info")]
     log: String,
@@ -150,6 +154,7 @@ fn run(cli: &Cli, ready_deadline: Instant) -> anyhow::Result<()> {
     settings.slot_linger = std::time::Duration::from_secs(cli.slot_linger_secs);
     settings.collector = collector_path(cli.collector.as_deref());
     settings.ready_deadline = Some(ready_deadline);
+    settings.checkpoint_roots = cli.checkpoint_roots.clone();
     match cli.stage {
         Stage::Prestart => {
             lifecycle::prestart(&settings, &state).with_context(|| format!("prestart of container {}", state.id()))?;
@@ -168,6 +173,16 @@ fn run(cli: &Cli, ready_deadline: Instant) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `--checkpoint-root` must be absolute: the runtime's cwd is no anchor.
+fn absolute_dir(s: &str) -> Result<PathBuf, String> {
+    let p = PathBuf::from(s);
+    if p.is_absolute() {
+        Ok(p)
+    } else {
+        Err(format!("{s:?} is not an absolute path"))
+    }
 }
 
 /// The recorder binary: as configured, else `collector` beside the hook,

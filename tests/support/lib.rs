@@ -202,6 +202,8 @@ impl Env {
             // Other runs on a developer's machine (benchmarks) may hold
             // instances; the cap itself is tested on its own.
             .arg("--hook-arg=--max-instances=16")
+            // Poststop looks for checkpoints only under configured roots.
+            .arg(format!("--checkpoint-root={}", env.checkpoints_dir().display()))
             .args(hook_args.iter().map(|a| format!("--hook-arg={a}")))
             .output()
             .expect("run collector install-hooks");
@@ -217,6 +219,10 @@ impl Env {
     }
     pub fn state_dir(&self) -> PathBuf {
         self.dir.path().join("state")
+    }
+    /// The checkpoint root the hook is configured with (it may not exist).
+    pub fn checkpoints_dir(&self) -> PathBuf {
+        self.dir.path().join("checkpoints")
     }
     pub fn container_dir(&self, id: &str) -> PathBuf {
         self.state_dir().join(id)

@@ -3,10 +3,16 @@
 //! Nothing is ever written to disk. Member names are only used as lookup
 //! keys, and names that are absolute or climb with `..` are skipped and
 //! reported, so a hostile archive cannot even pretend to be elsewhere.
+//! Every pass runs under [`Limits`]: bytes read out of the archive (after
+//! decompression), members seen and wall time; a plain tar's unread member
+//! data is seeked over, so a huge or sparse member costs nothing.
 
+use std::cell::RefCell;
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use super::error::{Error, Result};
 
@@ -52,14 +58,156 @@ pub struct Summary {
 
 /// Longest a single pass over one archive may take: a decompression bomb or
 /// a stalled file system ends in an error, not a hang.
-pub const TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(900);
+pub const TIME_LIMIT: Duration = Duration::from_secs(900);
+
+/// Bounds on one pass over an archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes read out of the archive, after decompression (seeks over a
+    /// plain tar's skipped data do not count).
+    pub bytes: u64,
+    /// Tar headers (or directory entries) seen.
+    pub members: usize,
+    pub time: Duration,
+}
+
+impl Limits {
+    /// For commands an admin runs on an archive of their choosing.
+    pub const COMMAND: Limits = Limits {
+        bytes: 64 << 30,
+        members: 1_000_000,
+        time: TIME_LIMIT,
+    };
+    /// For archives poststop finds on its own: whoever could write there
+    /// (a tenant) chose their content, and the container's teardown waits.
+    pub const DISCOVERY: Limits = Limits {
+        bytes: 256 << 20,
+        members: 20_000,
+        time: Duration::from_secs(5),
+    };
+
+    /// These limits with at most `time` of wall time.
+    pub fn within(self, time: Duration) -> Limits {
+        Limits {
+            time: self.time.min(time),
+            ..self
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::COMMAND
+    }
+}
+
+/// What a visitor wants after a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Next,
+    Stop,
+}
+
+/// Why a pass was cut short by its reader.
+#[derive(Debug)]
+enum Cut {
+    Bytes,
+    Time,
+    /// The decompressor failed: kind and message of its error.
+    Stream(std::io::ErrorKind, String),
+}
+
+/// Shared by every reader of one pass.
+#[derive(Debug)]
+struct Tally {
+    limits: Limits,
+    start: Instant,
+    read: u64,
+    cut: Option<Cut>,
+}
+
+/// A reader that counts what it hands out against the pass's [`Tally`] and
+/// fails, for good, once a limit is passed.
+struct Budget<R> {
+    inner: R,
+    tally: Rc<RefCell<Tally>>,
+    /// Errors of `inner` are a corrupt compressed stream, not file I/O.
+    decompressing: bool,
+}
+
+impl<R> Budget<R> {
+    fn new(inner: R, tally: &Rc<RefCell<Tally>>, decompressing: bool) -> Self {
+        Budget {
+            inner,
+            tally: tally.clone(),
+            decompressing,
+        }
+    }
+}
+
+impl<R: Read> Read for Budget<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let mut t = self.tally.borrow_mut();
+        if t.cut.is_none() && t.start.elapsed() > t.limits.time {
+            t.cut = Some(Cut::Time);
+        }
+        if t.cut.is_some() {
+            return Err(std::io::Error::other("archive read stopped at a limit"));
+        }
+        match self.inner.read(buf) {
+            Ok(n) => {
+                t.read = t.read.saturating_add(n as u64);
+                if t.read > t.limits.bytes {
+                    t.cut = Some(Cut::Bytes);
+                    return Err(std::io::Error::other("archive read stopped at its byte limit"));
+                }
+                Ok(n)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Err(e),
+            Err(e) => {
+                if self.decompressing {
+                    t.cut = Some(Cut::Stream(e.kind(), e.to_string()));
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+impl<R: Seek> Seek for Budget<R> {
+    fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
+        self.inner.seek(pos)
+    }
+}
+
+/// The error a pass ends with: a limit or a corrupt stream if the reader
+/// saw one (whatever error the tar layer made of it), else `result`'s.
+fn settle<T>(path: &Path, format: Format, tally: &Rc<RefCell<Tally>>, result: Result<T>) -> Result<T> {
+    let t = tally.borrow();
+    match &t.cut {
+        None => result,
+        Some(Cut::Bytes) => Err(Error::ByteLimit {
+            path: path.to_path_buf(),
+            limit: t.limits.bytes,
+        }),
+        Some(Cut::Time) => Err(Error::TimeLimit {
+            path: path.to_path_buf(),
+            secs: t.limits.time.as_secs_f64(),
+        }),
+        Some(Cut::Stream(kind, msg)) => Err(Error::Stream {
+            path: path.to_path_buf(),
+            format,
+            source: std::io::Error::new(*kind, msg.clone()),
+        }),
+    }
+}
 
 /// Errors out once `start` is more than [`TIME_LIMIT`] ago.
 pub fn check_time(path: &Path, start: std::time::Instant) -> Result<()> {
     if start.elapsed() > TIME_LIMIT {
         return Err(Error::TimeLimit {
             path: path.to_path_buf(),
-            secs: TIME_LIMIT.as_secs(),
+            secs: TIME_LIMIT.as_secs_f64(),
         });
     }
     Ok(())
@@ -133,36 +281,36 @@ pub fn normalize(raw: &str) -> Option<String> {
 
 /// Walks every regular member of the checkpoint at `path`, calling `visit`
 /// with its description and a reader over its content. The visitor may read
-/// as much or as little as it wants; the rest is skipped.
+/// as much or as little as it wants; the rest is skipped. Runs under
+/// [`Limits::COMMAND`].
 pub fn walk<F>(path: &Path, mut visit: F) -> Result<(Format, Summary)>
 where
     F: FnMut(&Member, &mut dyn Read) -> Result<()>,
 {
+    walk_with(path, &Limits::COMMAND, |m, r| visit(m, r).map(|()| Step::Next))
+}
+
+/// [`walk`] under `limits`, and the visitor may stop the walk.
+pub fn walk_with<F>(path: &Path, limits: &Limits, mut visit: F) -> Result<(Format, Summary)>
+where
+    F: FnMut(&Member, &mut dyn Read) -> Result<Step>,
+{
     let format = detect(path)?;
     let mut summary = Summary::default();
-    match format {
-        Format::Directory => walk_dir(path, path, 0, &mut summary, &mut visit)?,
-        _ => {
-            let file = File::open(path).map_err(|source| Error::Open {
-                path: path.to_path_buf(),
-                source,
-            })?;
-            let buffered = BufReader::with_capacity(256 << 10, file);
-            let reader: Box<dyn Read> = match format {
-                Format::Zstd => {
-                    Box::new(zstd::stream::read::Decoder::with_buffer(buffered).map_err(
-                        |source| Error::Archive {
-                            path: path.to_path_buf(),
-                            source,
-                        },
-                    )?)
-                }
-                Format::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
-                _ => Box::new(buffered),
-            };
-            walk_tar(path, reader, &mut summary, &mut visit)?;
+    let tally = Rc::new(RefCell::new(Tally {
+        limits: *limits,
+        start: Instant::now(),
+        read: 0,
+        cut: None,
+    }));
+    let result = match format {
+        Format::Directory => {
+            let mut seen = 0;
+            walk_dir(path, path, 0, &tally, &mut seen, &mut summary, &mut visit).map(|_| ())
         }
-    }
+        _ => walk_file(path, format, &tally, &mut summary, &mut visit),
+    };
+    settle(path, format, &tally, result)?;
     if summary.members.is_empty() && summary.ignored.is_empty() {
         return Err(Error::Empty {
             path: path.to_path_buf(),
@@ -171,25 +319,66 @@ where
     Ok((format, summary))
 }
 
-fn walk_tar<F>(
+fn walk_file<F>(
     path: &Path,
-    reader: Box<dyn Read>,
+    format: Format,
+    tally: &Rc<RefCell<Tally>>,
     summary: &mut Summary,
     visit: &mut F,
 ) -> Result<()>
 where
-    F: FnMut(&Member, &mut dyn Read) -> Result<()>,
+    F: FnMut(&Member, &mut dyn Read) -> Result<Step>,
 {
+    let file = File::open(path).map_err(|source| Error::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let buffered = BufReader::with_capacity(256 << 10, file);
     let archive_err = |source| Error::Archive {
         path: path.to_path_buf(),
         source,
     };
-    let mut archive = tar::Archive::new(reader);
-    let entries = archive.entries().map_err(archive_err)?;
+    match format {
+        Format::Zstd => {
+            let decoder = zstd::stream::read::Decoder::with_buffer(buffered).map_err(archive_err)?;
+            let mut archive = tar::Archive::new(Budget::new(Box::new(decoder) as Box<dyn Read>, tally, true));
+            let entries = archive.entries().map_err(archive_err)?;
+            walk_entries(path, entries, tally, summary, visit)
+        }
+        Format::Gzip => {
+            let decoder = flate2::bufread::MultiGzDecoder::new(buffered);
+            let mut archive = tar::Archive::new(Budget::new(Box::new(decoder) as Box<dyn Read>, tally, true));
+            let entries = archive.entries().map_err(archive_err)?;
+            walk_entries(path, entries, tally, summary, visit)
+        }
+        // Seekable: data no visitor reads is seeked over, not read.
+        _ => {
+            let mut archive = tar::Archive::new(Budget::new(buffered, tally, false));
+            let entries = archive.entries_with_seek().map_err(archive_err)?;
+            walk_entries(path, entries, tally, summary, visit)
+        }
+    }
+}
+
+fn walk_entries<'a, R: Read + 'a, F>(
+    path: &Path,
+    entries: tar::Entries<'a, R>,
+    tally: &Rc<RefCell<Tally>>,
+    summary: &mut Summary,
+    visit: &mut F,
+) -> Result<()>
+where
+    F: FnMut(&Member, &mut dyn Read) -> Result<Step>,
+{
+    let limits = tally.borrow().limits;
     let mut previous: Option<String> = None;
-    let start = std::time::Instant::now();
-    for entry in entries {
-        check_time(path, start)?;
+    for (seen, entry) in entries.enumerate() {
+        if seen >= limits.members {
+            return Err(Error::TooManyMembers {
+                path: path.to_path_buf(),
+                limit: limits.members,
+            });
+        }
         // A failure to read the next header after a member usually means the
         // archive was cut inside that member: name it.
         let mut entry = entry.map_err(|source| match &previous {
@@ -216,43 +405,67 @@ where
             size: entry.size(),
             mtime: entry.header().mtime().ok(),
         };
-        visit(&member, &mut entry).map_err(|e| fill_path(e, path, &member))?;
+        let step = visit(&member, &mut entry).map_err(|e| fill_path(e, path, &member))?;
         previous = Some(member.name.clone());
         summary.members.push(member);
+        if step == Step::Stop {
+            break;
+        }
     }
     Ok(())
 }
 
+/// Returns whether the visitor asked to stop.
 fn walk_dir<F>(
     root: &Path,
     dir: &Path,
     depth: usize,
+    tally: &Rc<RefCell<Tally>>,
+    seen: &mut usize,
     summary: &mut Summary,
     visit: &mut F,
-) -> Result<()>
+) -> Result<bool>
 where
-    F: FnMut(&Member, &mut dyn Read) -> Result<()>,
+    F: FnMut(&Member, &mut dyn Read) -> Result<Step>,
 {
     if depth > MAX_DIR_DEPTH {
-        return Ok(());
+        return Ok(false);
     }
+    let limits = tally.borrow().limits;
     let list_err = |source| Error::List {
         path: dir.to_path_buf(),
         source,
     };
-    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(list_err)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
+    let mut names: Vec<PathBuf> = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(list_err)? {
+        *seen += 1;
+        if *seen > limits.members {
+            return Err(Error::TooManyMembers {
+                path: root.to_path_buf(),
+                limit: limits.members,
+            });
+        }
+        if let Ok(e) = e {
+            names.push(e.path());
+        }
+    }
     names.sort();
     for p in names {
+        if tally.borrow().start.elapsed() > limits.time {
+            return Err(Error::TimeLimit {
+                path: root.to_path_buf(),
+                secs: limits.time.as_secs_f64(),
+            });
+        }
         // symlink_metadata: links are not followed, so an extracted
         // checkpoint cannot point us outside itself.
         let Ok(meta) = std::fs::symlink_metadata(&p) else {
             continue;
         };
         if meta.is_dir() {
-            walk_dir(root, &p, depth + 1, summary, visit)?;
+            if walk_dir(root, &p, depth + 1, tally, seen, summary, visit)? {
+                return Ok(true);
+            }
             continue;
         }
         if !meta.is_file() {
@@ -271,14 +484,18 @@ where
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map(|d| d.as_secs()),
         };
-        let mut file = File::open(&p).map_err(|source| Error::Open {
+        let file = File::open(&p).map_err(|source| Error::Open {
             path: p.clone(),
             source,
         })?;
-        visit(&member, &mut file).map_err(|e| fill_path(e, root, &member))?;
+        let mut file = Budget::new(file, tally, false);
+        let step = visit(&member, &mut file).map_err(|e| fill_path(e, root, &member))?;
         summary.members.push(member);
+        if step == Step::Stop {
+            return Ok(true);
+        }
     }
-    Ok(())
+    Ok(false)
 }
 
 /// A read failure inside a member (most often a tar cut short) is reported

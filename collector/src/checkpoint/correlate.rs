@@ -417,6 +417,7 @@ mod tests {
             deleted_files: vec![],
             rootfs_diff: vec![],
             members: BTreeMap::new(),
+            limits: Default::default(),
             ignored_members: vec![],
             problems: vec![],
         };

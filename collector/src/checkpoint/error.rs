@@ -134,7 +134,20 @@ pub enum Error {
     #[error("ELF writer: {reason}")]
     Elf { reason: String },
     #[error("{path}: reading took more than {secs} s; stopped")]
-    TimeLimit { path: PathBuf, secs: u64 },
+    TimeLimit { path: PathBuf, secs: f64 },
+    #[error("{path}: more than {} MiB read out of the archive, its limit here; stopped", limit >> 20)]
+    ByteLimit { path: PathBuf, limit: u64 },
+    #[error("{path}: more than {limit} members, the limit here; stopped")]
+    TooManyMembers { path: PathBuf, limit: usize },
+    #[error("{path}: corrupt or truncated {} stream", match format { super::Format::Gzip => "gzip", _ => "zstd" })]
+    Stream {
+        path: PathBuf,
+        format: super::Format,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: its CRIU images hold more than {} MiB, the limit for decoding; stopped", limit >> 20)]
+    ImagesTooLarge { path: PathBuf, limit: u64 },
     #[error("invalid search pattern")]
     Pattern(#[from] regex::Error),
     #[error("cannot list {path}")]
@@ -158,6 +171,30 @@ impl Error {
             line.push_str(&e.to_string());
             cur = e.source();
         }
+        // Causes may quote the archive (a tar header, JSON): one line, no
+        // control characters.
+        if line.chars().any(char::is_control) {
+            line = line.chars().flat_map(|c| {
+                let esc: Vec<char> = if c.is_control() { c.escape_default().collect() } else { vec![c] };
+                esc
+            }).collect();
+        }
         line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_that_quotes_a_newline_stays_one_line() {
+        let e = Error::NestedTar {
+            member: "rootfs-diff.tar".into(),
+            source: std::io::Error::other("bad header \"a\nb\u{1b}[2J\""),
+        };
+        let line = e.to_line();
+        assert_eq!(line.lines().count(), 1, "{line}");
+        assert!(line.contains("a\\nb\\u{1b}[2J"), "{line}");
     }
 }

@@ -50,9 +50,9 @@ where
     }
     let mut buf = Vec::new();
     let start = std::time::Instant::now();
-    archive::walk(&ckpt.path, |m, r| {
+    archive::walk_with(&ckpt.path, &ckpt.limits, |m, r| {
         let Some((pid, runs)) = wanted.get(&m.name) else {
-            return Ok(());
+            return Ok(archive::Step::Next);
         };
         let mut pos = 0u64;
         for run in runs {
@@ -73,7 +73,7 @@ where
                 pos += n;
             }
         }
-        Ok(())
+        Ok(archive::Step::Next)
     })?;
     Ok(())
 }

@@ -13,6 +13,7 @@ pub mod core_notes;
 pub mod coredump;
 pub mod correlate;
 pub mod diff;
+pub mod discover;
 pub mod error;
 pub mod files;
 pub mod image;
@@ -27,7 +28,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-pub use archive::{DiffEntry, Format};
+pub use archive::{DiffEntry, Format, Limits};
 pub use error::{Error, Result};
 pub use model::*;
 
@@ -35,6 +36,11 @@ use image::{decode_all, decode_one, Header};
 
 /// Cap on one CRIU image member (not pages) held in memory.
 const IMAGE_LIMIT: u64 = 64 << 20;
+/// Cap on all CRIU image members held in memory at once: real dumps hold a
+/// few MiB; many large `core-N.img` must end in an error, not an abort.
+const IMAGES_LIMIT: u64 = 256 << 20;
+/// Cap on `config.dump` when only the container id is wanted.
+const CONFIG_LIMIT: u64 = 4 << 20;
 /// Cap on one JSON metadata member.
 const JSON_LIMIT: u64 = 16 << 20;
 /// Cap on the entries listed from `rootfs-diff.tar`.
@@ -49,6 +55,8 @@ pub struct LoadOptions {
     /// Read command lines and environments from the dumped pages (a second
     /// streaming pass over the archive).
     pub memory: bool,
+    /// Bounds on each pass over the archive.
+    pub limits: Limits,
 }
 
 /// Image members kept in memory for decoding.
@@ -84,14 +92,23 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Checkpoint> {
     let mut rootfs_diff = Vec::new();
     let mut problems = Vec::new();
     let mut inventory_mtime = None;
+    let mut held = 0u64;
 
-    let (format, summary) = archive::walk(path, |m, r| {
+    let (format, summary) = archive::walk_with(path, &opts.limits, |m, r| {
         if let Some(img) = m.name.strip_prefix("checkpoint/") {
             if img == "inventory.img" {
                 inventory_mtime = m.mtime;
             }
             if wanted_image(img) {
-                images.insert(img.to_string(), archive::read_member(m, r, IMAGE_LIMIT)?);
+                let data = archive::read_member(m, r, IMAGE_LIMIT)?;
+                held += data.len() as u64;
+                if held > IMAGES_LIMIT {
+                    return Err(Error::ImagesTooLarge {
+                        path: path.to_path_buf(),
+                        limit: IMAGES_LIMIT,
+                    });
+                }
+                images.insert(img.to_string(), data);
             }
         } else if METADATA.contains(&m.name.as_str()) {
             meta.insert(m.name.clone(), archive::read_member(m, r, JSON_LIMIT)?);
@@ -104,7 +121,7 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Checkpoint> {
                 }
             }
         }
-        Ok(())
+        Ok(archive::Step::Next)
     })?;
 
     let ignored_note = if summary.ignored.is_empty() {
@@ -162,6 +179,7 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Checkpoint> {
         members,
         ignored_members: summary.ignored,
         problems,
+        limits: opts.limits,
     };
 
     decode_images(&mut ckpt, &images, &meta)?;
@@ -170,9 +188,33 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Checkpoint> {
         tracing::warn!(problem = %p, "checkpoint decoded with a problem");
     }
     if opts.memory {
-        memory::fill_cmdline_env(&mut ckpt)?;
+        match memory::fill_cmdline_env(&mut ckpt) {
+            Ok(()) => {}
+            // The images are decoded; a limit only costs the command lines.
+            Err(e @ (Error::ByteLimit { .. } | Error::TimeLimit { .. })) => {
+                tracing::warn!(error = %e, "command lines not read");
+                ckpt.problems.push(format!("command lines not read: {}", e.to_line()));
+            }
+            Err(e) => return Err(e),
+        }
     }
     Ok(ckpt)
+}
+
+/// The container id the checkpoint's `config.dump` names, reading nothing
+/// else: the walk stops at that member, and runs under `limits`. `Ok(None)`
+/// when there is no `config.dump` or it names no id.
+pub fn container_id(path: &Path, limits: &Limits) -> Result<Option<String>> {
+    let mut id = None;
+    archive::walk_with(path, limits, |m, r| {
+        if m.name != "config.dump" {
+            return Ok(archive::Step::Next);
+        }
+        let cfg = parse_json(&m.name, &archive::read_member(m, r, CONFIG_LIMIT)?)?;
+        id = str_at(&cfg, &["id", "ID"]).map(str::to_string);
+        Ok(archive::Step::Stop)
+    })?;
+    Ok(id)
 }
 
 fn member_name(img: &str) -> String {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::archive::{DiffEntry, Format};
+use super::archive::{DiffEntry, Format, Limits};
 use super::seccomp::Filter;
 
 /// One checkpoint archive, decoded.
@@ -39,6 +39,9 @@ pub struct Checkpoint {
     pub ignored_members: Vec<String>,
     /// Non-fatal decoding problems (a bad optional image), one line each.
     pub problems: Vec<String>,
+    /// The limits it was loaded under; later passes (pages) keep to them.
+    #[serde(skip)]
+    pub limits: Limits,
 }
 
 impl Checkpoint {

@@ -19,6 +19,41 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/oci-ftrace-syscall-analyzer";
 pub const STATE_FILE: &str = "state.json";
 pub const PROFILE_FILE: &str = "seccomp.json";
 pub const SUMMARY_FILE: &str = "summary.json";
+/// Largest state-dir file read into memory (summaries of long full-mode
+/// recordings reach a few MiB).
+pub const READ_LIMIT: u64 = 256 << 20;
+
+/// Reads a regular file of at most [`READ_LIMIT`] bytes. Opened with
+/// O_NONBLOCK and checked before reading, so a FIFO or a device put in
+/// place of a state file is refused instead of blocking forever.
+pub fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = fs::OpenOptions::new().read(true).custom_flags(nix::libc::O_NONBLOCK).open(path)?;
+    let meta = file.metadata()?;
+    let kind = meta.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_dir() {
+            "a directory"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "a device"
+        };
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("not a regular file but {what}")));
+    }
+    if meta.len() > READ_LIMIT {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{} bytes is more than the {READ_LIMIT}-byte limit", meta.len()),
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(READ_LIMIT + 1).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -199,7 +234,7 @@ impl StateDir {
 
     pub fn read_json<T: for<'de> Deserialize<'de>>(&self, id: &str, file: &str) -> Result<T> {
         let path = self.container_dir(id)?.join(file);
-        let bytes = fs::read(&path).map_err(|cause| Error::Read { path: path.clone(), cause })?;
+        let bytes = read_regular(&path).map_err(|cause| Error::Read { path: path.clone(), cause })?;
         serde_json::from_slice(&bytes).map_err(|cause| Error::Parse { path, cause })
     }
 

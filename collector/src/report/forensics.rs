@@ -100,38 +100,7 @@ pub fn write_files<W: Write>(out: &mut W, c: &Checkpoint, style: Style) -> io::R
     }
 }
 
-/// A writer that escapes control characters (all but `\n` and `\t`) and
-/// invalid UTF-8, for file contents sent to a terminal: a hostile file must
-/// not drive the terminal.
-pub struct Escaping<W: Write> {
-    inner: W,
-}
-
-impl<W: Write> Escaping<W> {
-    pub fn new(inner: W) -> Self {
-        Escaping { inner }
-    }
-}
-
-impl<W: Write> Write for Escaping<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let mut s = String::with_capacity(buf.len());
-        for &b in buf {
-            match b {
-                b'\n' | b'\t' => s.push(b as char),
-                b'\\' => s.push_str("\\\\"),
-                0x20..=0x7e => s.push(b as char),
-                _ => s.push_str(&format!("\\x{b:02x}")),
-            }
-        }
-        self.inner.write_all(s.as_bytes())?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
+pub use super::escape::Escaping;
 
 /// `checkpoint maps ARCHIVE --pid N`.
 pub fn write_maps<W: Write>(out: &mut W, m: &Maps, style: Style) -> io::Result<()> {

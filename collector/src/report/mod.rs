@@ -5,6 +5,7 @@
 
 pub mod checkpoint;
 pub mod correlate;
+pub mod escape;
 pub mod profiles;
 pub mod forensics;
 
@@ -32,9 +33,7 @@ pub fn write_summary<W: Write>(out: &mut W, summary: &Summary, format: Format) -
 }
 
 pub fn print_summary(summary: &Summary, format: Format) -> io::Result<()> {
-    let stdout = io::stdout();
-    let mut out = stdout.lock();
-    write_summary(&mut out, summary, format)
+    write_summary(&mut escape::stdout(), summary, format)
 }
 
 fn write_summary_table<W: Write>(out: &mut W, s: &Summary) -> io::Result<()> {
@@ -87,7 +86,7 @@ fn write_summary_table<W: Write>(out: &mut W, s: &Summary) -> io::Result<()> {
     let mut callers: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for p in a.processes.values() {
         for name in p.syscalls.keys() {
-            callers.entry(name.as_str()).or_default().push(format!("{}:{}", p.tgid, p.comm));
+            callers.entry(name.as_str()).or_default().push(format!("{}:{}", p.tgid, escape::field(&p.comm)));
         }
     }
     let width = a.syscalls.keys().map(String::len).max().unwrap_or(7).max(7);
@@ -117,9 +116,9 @@ fn write_summary_table<W: Write>(out: &mut W, s: &Summary) -> io::Result<()> {
             "{:>8}  {:>8}  {:<16}  {:>8}  {}",
             p.tgid,
             parent,
-            p.comm,
+            escape::field(&p.comm),
             p.total,
-            p.exe.as_deref().unwrap_or("-")
+            escape::field(p.exe.as_deref().unwrap_or("-"))
         )?;
     }
     Ok(())

@@ -132,8 +132,7 @@ pub(crate) fn table_style(f: TableFormat) -> Style {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = collector::report::escape::stdout();
     match args.command {
         Command::Show { archives, format } => {
             let mut loaded = Vec::new();
@@ -204,6 +203,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             };
             let opts = LoadOptions {
                 memory: s.cmdline || s.env,
+                ..Default::default()
             };
             let ckpt = checkpoint::load(&archive, &opts)?;
             if let Some(pid) = pid {

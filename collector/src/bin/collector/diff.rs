@@ -35,8 +35,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let dir = StateDir::new(&args.state_dir);
     let a = catalog::load(&dir, &args.a)?;
     let format = if args.json { Format::Json } else { Format::Table };
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = collector::report::escape::stdout();
     if let Some(path) = &args.against {
         // Always a file, even without a '/'.
         let default = catalog::load(&dir, &path_arg(path))?;

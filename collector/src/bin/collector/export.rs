@@ -55,8 +55,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let profile: LinuxSeccomp = serde_json::from_slice(&loaded.bytes)
         .with_context(|| format!("{} is not in the OCI seccomp form", loaded.path.display()))?;
     let name = args.name.clone().or_else(|| loaded.name.clone()).unwrap_or_else(|| default_name(&loaded));
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = collector::report::escape::stdout();
     use std::io::Write;
     match args.format {
         Target::Kubelet => {

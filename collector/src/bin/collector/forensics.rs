@@ -70,8 +70,7 @@ pub enum Command {
 const JSON_CONTENT_LIMIT: u64 = 16 << 20;
 
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = collector::report::escape::stdout();
     match cmd {
         Command::Files {
             archive,
@@ -110,11 +109,11 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                     writeln!(out)?;
                 }
                 TableFormat::Table => {
-                    let found = if out.is_terminal() {
+                    let found = if out.raw().is_terminal() {
                         let mut esc = render::Escaping::new(&mut out);
                         files::cat(&archive, &want, max_bytes, &ckpt.deleted_files, &mut esc)?
                     } else {
-                        files::cat(&archive, &want, max_bytes, &ckpt.deleted_files, &mut out)?
+                        files::cat(&archive, &want, max_bytes, &ckpt.deleted_files, out.raw())?
                     };
                     if found.written < found.size {
                         tracing::warn!(
@@ -129,7 +128,7 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Diff { a, b, format } => {
-            let opts = LoadOptions { memory: true };
+            let opts = LoadOptions { memory: true, ..Default::default() };
             let ca = checkpoint::load(&a, &opts)?;
             let cb = checkpoint::load(&b, &opts)?;
             let d = checkpoint::diff::diff(&ca, &cb);
@@ -144,7 +143,7 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             rootfs,
             format,
         } => {
-            let ckpt = checkpoint::load(&archive, &LoadOptions { memory: true })?;
+            let ckpt = checkpoint::load(&archive, &LoadOptions { memory: true, ..Default::default() })?;
             let opts = coredump::Options { pid, out_dir, rootfs };
             let cores = coredump::write_cores(&ckpt, &opts)
                 .with_context(|| format!("core files from {}", archive.display()))?;

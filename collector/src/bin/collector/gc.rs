@@ -31,12 +31,37 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for name in &report.reaped {
         tracing::info!(slot = %name, "tore down an idle slot");
     }
-    eprintln!(
-        "gc: removed {}, kept {} (container still running); slots released {}, torn down {}",
-        report.removed.len(),
-        report.kept.len(),
-        report.released.len(),
-        report.reaped.len()
-    );
+    let mut line = outcome(report.removed.len(), report.kept.len());
+    if report.released.len() + report.reaped.len() > 0 {
+        line.push_str(&format!("; slots released {}, torn down {}", report.released.len(), report.reaped.len()));
+    }
+    eprintln!("gc: {line}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The one line gc prints: what it removed, and what it kept only when it
+/// kept something.
+fn outcome(removed: usize, kept: usize) -> String {
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    match (removed, kept) {
+        (0, 0) => "no stale trace instances".to_string(),
+        (r, 0) => format!("removed {r} stale trace instance{}", plural(r)),
+        (r, k) => format!(
+            "removed {r} stale trace instance{}; kept {k} whose container or recorder still runs",
+            plural(r)
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::outcome;
+
+    #[test]
+    fn says_kept_only_when_something_was_kept() {
+        assert_eq!(outcome(0, 0), "no stale trace instances");
+        assert_eq!(outcome(2, 0), "removed 2 stale trace instances");
+        assert_eq!(outcome(1, 3), "removed 1 stale trace instance; kept 3 whose container or recorder still runs");
+        assert!(!outcome(0, 0).contains("kept 0"));
+    }
 }

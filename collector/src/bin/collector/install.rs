@@ -2,7 +2,7 @@
 //! installed `oci-ftrace-hook`.
 //!
 //! The shipped `hooks.d/*.json` are the templates; only the hook path and
-//! the state dir argument change.
+//! the state dir argument change, and poststop gets the checkpoint roots.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -33,6 +33,11 @@ pub struct Args {
     /// The state directory the hook writes to.
     #[arg(long, default_value = DEFAULT_STATE_DIR)]
     state_dir: PathBuf,
+    /// A directory poststop may search for a container's checkpoint
+    /// (repeatable; the checkpoint-dir annotation may name it or a
+    /// directory below it). Default: the kubelet's.
+    #[arg(long = "checkpoint-root", value_name = "DIR", default_value = collector::checkpoint::KUBELET_CHECKPOINTS)]
+    checkpoint_roots: Vec<PathBuf>,
     /// Extra arguments for the hook (e.g. `--buffer-size-kb=16384`).
     #[arg(long = "hook-arg", allow_hyphen_values = true)]
     hook_args: Vec<String>,
@@ -44,8 +49,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     std::fs::create_dir_all(&args.hooks_dir)
         .with_context(|| format!("creating {}", args.hooks_dir.display()))?;
+    if let Some(bad) = args.checkpoint_roots.iter().find(|r| !r.is_absolute()) {
+        bail!("--checkpoint-root {} must be absolute", bad.display());
+    }
     for (name, template) in TEMPLATES {
-        let text = render(template, &args.hook_path, &args.state_dir, &args.hook_args)
+        let mut extra = args.hook_args.clone();
+        if name.contains("poststop") {
+            extra.extend(args.checkpoint_roots.iter().map(|r| format!("--checkpoint-root={}", r.display())));
+        }
+        let text = render(template, &args.hook_path, &args.state_dir, &extra)
             .with_context(|| format!("template {name}"))?;
         let dest = args.hooks_dir.join(name);
         write_atomic(&dest, text.as_bytes())?;

@@ -20,7 +20,6 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let entries = catalog::list(&StateDir::new(&args.state_dir))?;
-    let stdout = std::io::stdout();
-    write_list(&mut stdout.lock(), &entries, if args.json { Format::Json } else { Format::Table })?;
+    write_list(&mut collector::report::escape::stdout(), &entries, if args.json { Format::Json } else { Format::Table })?;
     Ok(ExitCode::SUCCESS)
 }

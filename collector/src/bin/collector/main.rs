@@ -71,11 +71,18 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // `collector … | head`: the reader is gone; nothing to report.
+        Err(err) if broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("collector: {}", one_line(&format!("{err:#}")));
             ExitCode::FAILURE
         }
     }
+}
+
+fn broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain()
+        .any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe))
 }
 
 /// Errors may quote input (a tar header, a JSON fragment): keep them to one

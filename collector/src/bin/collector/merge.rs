@@ -64,8 +64,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let opts = merge::Options { allow_incomplete: args.allow_incomplete, allow_mixed_arch: args.allow_mixed_arch };
     let merged = merge::merge(&inputs, opts)?;
     let text = seccomp::to_json(&merged.profile)?;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = collector::report::escape::stdout();
     match &args.output {
         Some(path) => {
             catalog::write_file(path, text.as_bytes())?;

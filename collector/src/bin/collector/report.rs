@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use collector::checkpoint::correlate::{correlate, Correlation};
-use collector::container::store::{STATE_FILE, SUMMARY_FILE};
+use collector::container::store::{self, STATE_FILE, SUMMARY_FILE};
 use collector::container::{Recording, StateDir, Summary, DEFAULT_STATE_DIR};
 use collector::lifecycle::CORRELATION_FILE;
 use collector::report::correlate::write_correlation;
@@ -35,29 +35,37 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let dir = StateDir::new(&args.state_dir);
     let id = dir.resolve(&args.id)?;
     let summary: Summary = match dir.read_json(&id, SUMMARY_FILE) {
-        Err(e @ collector::container::store::Error::Read { .. }) => {
-            // A container over the cap has a state.json that says why.
-            if let Ok(rec) = dir.read_json::<Recording>(&id, STATE_FILE) {
-                if let Some(why) = rec.not_traced {
-                    anyhow::bail!("container {id} was {why}");
-                }
+        Err(store::Error::Read { cause, .. }) if cause.kind() == std::io::ErrorKind::NotFound => {
+            // A container over the cap has a state.json that says why; a
+            // corrupt one is reported as such, not as "no summary yet".
+            match dir.read_json::<Recording>(&id, STATE_FILE) {
+                Ok(Recording { not_traced: Some(why), .. }) => anyhow::bail!("container {id} was {why}"),
+                Ok(_) => {}
+                Err(e @ store::Error::Read { .. }) if is_not_found(&e) => {}
+                Err(e) => return Err(e.into()),
             }
-            return Err(anyhow::Error::new(e)
-                .context(format!("container {id} has no summary yet (has it stopped, and did poststop run?)")))
+            anyhow::bail!("container {id} has no summary yet (has it stopped, and did poststop run?)")
         }
         other => other?,
     };
     let correlation: Option<Correlation> = match &args.checkpoint {
         Some(path) => {
-            let opts = collector::checkpoint::LoadOptions { memory: true };
+            let opts = collector::checkpoint::LoadOptions { memory: true, ..Default::default() };
             let ckpt = collector::checkpoint::load(path, &opts).map_err(|e| anyhow::anyhow!(e.to_line()))?;
             Some(correlate(&summary, &ckpt, path)?)
         }
-        None => dir.read_json(&id, CORRELATION_FILE).ok(),
+        None => match dir.read_json(&id, CORRELATION_FILE) {
+            Ok(c) => Some(c),
+            Err(e) if is_not_found(&e) => None,
+            // The summary is still worth showing; say what is wrong.
+            Err(e) => {
+                tracing::warn!("{e}; the checkpoint correlation is not shown");
+                None
+            }
+        },
     };
 
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = collector::report::escape::stdout();
     if args.json {
         let mut value = serde_json::to_value(&summary).context("summary to JSON")?;
         if let (Some(c), Some(obj)) = (&correlation, value.as_object_mut()) {
@@ -75,4 +83,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn is_not_found(e: &store::Error) -> bool {
+    matches!(e, store::Error::Read { cause, .. } if cause.kind() == std::io::ErrorKind::NotFound)
 }
