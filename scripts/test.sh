@@ -68,6 +68,9 @@ fi
 cargo test --locked --workspace --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 stop_crio
+# Nothing may record after the tests, and the slots they left go.
+echo "== trace slots (scripts/slots-check.sh)"
+bash scripts/slots-check.sh target/debug/collector 600 || status=1
 
 vm_status=0
 if [ $matrix = 1 ]; then

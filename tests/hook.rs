@@ -2,6 +2,7 @@
 //! stdin, for a real process on this kernel. No podman needed.
 
 use std::io::Write;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -35,8 +36,26 @@ fn state(id: &str, status: &str, pid: Option<u32>, annotate: bool) -> String {
     v.to_string()
 }
 
+/// `program` under the comm `crun`, as a container's init has while its
+/// runtime sets it up: prestart reads it, and the slot's quench leaves it
+/// out (a symlink named `crun`; the comm is the name exec'd).
+fn as_runtime(program: &str) -> Command {
+    let dir = std::env::temp_dir().join(format!("oci-e2e-runtime-{program}"));
+    let link = dir.join("crun");
+    if !link.exists() {
+        std::fs::create_dir_all(&dir).expect("runtime dir");
+        let target = which(program).expect("program on PATH");
+        let _ = std::os::unix::fs::symlink(target, &link);
+    }
+    Command::new(link)
+}
+
+fn which(program: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(program)).find(|p| p.is_file())
+}
+
 fn sleeper() -> Child {
-    Command::new("sleep").arg("30").spawn().expect("spawn sleep")
+    as_runtime("sleep").arg("30").spawn().expect("spawn sleep")
 }
 
 fn stop(mut child: Child) {
@@ -73,12 +92,12 @@ fn prestart_arms_quickly_and_poststop_cleans_up() {
     let read_on = read("events/syscalls/sys_enter_read/enable");
     assert!(read_on.starts_with('1') || read_on.trim() == "0*", "{read_on}");
     // The in-kernel quench, on every syscall: the exit event switches its
-    // call's enter event off, for any task but the runtimes' (here the
-    // sleeper's comm is one).
+    // call's enter event off, for any task but the runtimes' (the sleeper
+    // runs as `crun`).
     for call in ["read", "mkdir", "openat", "getpid"] {
         let trigger = read(&format!("events/syscalls/sys_exit_{call}/trigger"));
         assert!(
-            trigger.contains(&format!("disable_event:syscalls:sys_enter_{call}")) && trigger.contains("comm != \"sleep\""),
+            trigger.contains(&format!("disable_event:syscalls:sys_enter_{call}")) && trigger.contains("comm != \"crun\""),
             "{call}: {trigger}"
         );
     }
@@ -314,7 +333,7 @@ fn killed_recorder_falls_back_to_the_ring_buffer() {
     let env = Env::new();
     // A task that makes a call (mkdir) only after the recorder is gone.
     let dir = env.dir.path().join("late");
-    let mut task = Command::new("sh")
+    let mut task = as_runtime("sh")
         .arg("-c")
         .arg(format!("read x; mkdir {}; sleep 30", dir.display()))
         .stdin(Stdio::piped())
@@ -450,4 +469,31 @@ fn prestart_mounts_tracefs_when_it_is_absent() {
     let (out, _) = hook(&env, "poststop", &state(id, "stopped", None, true), &[]);
     assert!(out.status.success());
     env.assert_no_instances("after poststop");
+}
+
+/// A slot nobody claims within its linger time is torn down, one trigger at
+/// a time, and leaves nothing behind: no instance, no state file.
+#[test]
+fn an_unclaimed_slot_is_torn_down_after_its_linger_time() {
+    if !prerequisites(false) {
+        return;
+    }
+    let _g = serial();
+    let env = Env::new();
+    let task = sleeper();
+    let id = "hooktest-linger";
+    let linger = ["--slot-linger-secs", "1"];
+    let (out, _) = hook(&env, "prestart", &state(id, "creating", Some(task.id()), true), &linger);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let name = env.instances().pop().expect("a slot records the container");
+    stop(task);
+    let (out, _) = hook(&env, "poststop", &state(id, "stopped", None, true), &linger);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let inst = tracefs_root().expect("tracefs").join("instances").join(&name);
+    // 360 triggers, each ~0.1 s of grace periods here (far more on a
+    // loaded machine).
+    let t0 = Instant::now();
+    let gone = wait_until(Duration::from_secs(240), || !inst.exists() && slot_phase(&name).is_none());
+    assert!(gone, "{name} still there after {:?}: phase {:?}", t0.elapsed(), slot_phase(&name));
+    eprintln!("{name} torn down in {:?}", t0.elapsed());
 }

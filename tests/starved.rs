@@ -174,3 +174,35 @@ fn a_stopped_recorder_loses_nothing_of_a_flood_of_rare_calls() {
     assert!(scratch.path().join("stopped.pid").exists(), "the recorder was never stopped");
     assert_whole(&env, &run, script, &["getppid", "umask", "getpgrp", "getcwd", "mkdir", "rmdir"]);
 }
+
+/// Full mode records every event, so a container busy from its first
+/// instant overflows its buffer while the recorder is stopped. The counts
+/// are then short, and say so; the allowlist must not be: the quenched
+/// companion slot saw every call.
+#[test]
+fn full_mode_loses_counts_but_no_call_when_starved() {
+    if !prerequisites(true) {
+        return;
+    }
+    let _g = serial();
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let stand_in = stopping_collector(scratch.path(), Duration::from_secs(3));
+    let env = Env::with_hook_args(&[&format!("--collector={}", stand_in.display())]);
+    let run = env.run_traced(&["oci-ftrace-syscall-analyzer/mode=full"], BUSY);
+    assert!(run.ok(), "{}", run.stderr());
+    assert_eq!(run.stdout(), "done\n");
+    let s = summary(&env, &run.id);
+    assert_eq!(s["mode"], "full");
+    assert!(s["lost_events"].as_u64().unwrap_or(0) > 0, "the full record kept up; nothing was tested: {s:#}");
+    assert_eq!(s["counts_exact"], false);
+    assert_eq!(s["complete"], true, "{}", s["incomplete_reasons"]);
+    let profile = env.container_dir(&run.id).join("seccomp.json");
+    let names = allowed(&read_json(&profile));
+    for call in ["read", "write", "mkdir", "rmdir"] {
+        assert!(names.contains(call), "{call} is missing: {names:?}");
+    }
+    env.assert_no_instances("after the starved full-mode run");
+    let rerun = env.run(false, Some(profile.to_str().expect("utf-8")), BUSY);
+    assert!(rerun.ok(), "re-run under the profile failed: {}", rerun.stderr());
+    assert_eq!(rerun.stdout(), "done\n");
+}

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::container::store::{self, sorted_annotations, PROFILE_FILE, STATE_FILE, SUMMARY_FILE};
 use crate::container::store::{FinishedBy, RecorderStats};
+use crate::container::store::Companion;
 use crate::container::{live_pid, Recording, StateDir, Summary};
 use crate::profile::{seccomp, Aggregator, Analysis, Rule, Window};
 use crate::record::recorder::{self, Ended, Options, Snapshot};
@@ -197,6 +198,7 @@ pub fn prestart(settings: &Settings, state: &State) -> Result<Recording> {
         runtime_comm: comm,
         instance: instance_name(&id),
         slot: None,
+        companion: None,
         tracefs: tfs.root().to_path_buf(),
         buffer_size_kb: record::buffer_size_kb(mode, settings.buffer_size_kb),
         mode,
@@ -288,6 +290,9 @@ pub fn prestart(settings: &Settings, state: &State) -> Result<Recording> {
         }
         None => record::arm(&tfs, &own_name, &[pid], record::buffer_size_kb(mode, settings.buffer_size_kb), mode)?,
     };
+    if mode == Mode::Full {
+        recording.companion = claim_companion(&tfs, settings, &recording, own_armed + 1);
+    }
     if let Err(e) = settings.state_dir.write_json_unsynced(&id, STATE_FILE, &recording) {
         // Nobody would know whose records these are: give the instance up.
         let _ = let_go(&tfs, &recording);
@@ -341,12 +346,45 @@ fn record_to_tracefs(e: record::Error) -> crate::tracefs::Error {
     }
 }
 
-/// Lets go of a recording's instance: a slot is made ready for the next
+/// Full mode's companion: a slot beside the container's own instance,
+/// quenched in the kernel, so that a full record that loses events does
+/// not lose a call from the allowlist. `None` (logged) if no slot can be
+/// had: the recording then goes on without one.
+fn claim_companion(tfs: &TraceFs, settings: &Settings, recording: &Recording, armed: usize) -> Option<Companion> {
+    let comm = recording.runtime_comm.as_deref().and_then(record::quench::plain)?;
+    let req = ClaimRequest {
+        id: &recording.id,
+        state_dir: settings.state_dir.root(),
+        pid: recording.host_pid,
+        comm,
+        cap: settings.max_instances,
+        other_armed: armed,
+        linger: settings.slot_linger,
+        buffer_size_kb: None,
+    };
+    match Pool::at_default().claim(tfs, &req) {
+        Ok(Ok((inst, claim))) => Some(Companion { instance: inst.name().to_string(), claim }),
+        Ok(Err(why)) => {
+            tracing::warn!(id = %recording.id, ?why, "full mode without a companion slot: events the full record loses may lose calls");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(id = %recording.id, error = %e, "full mode without a companion slot: events the full record loses may lose calls");
+            None
+        }
+    }
+}
+
+/// Lets go of a recording's instances: a slot is made ready for the next
 /// container (see `record::pool`), an instance of its own is removed.
 fn let_go(tfs: &TraceFs, recording: &Recording) -> Result<()> {
+    let pool = Pool::at_default();
+    if let Some(c) = &recording.companion {
+        pool.release(tfs, &c.claim)?;
+    }
     match &recording.slot {
         Some(claim) => {
-            Pool::at_default().release(tfs, claim)?;
+            pool.release(tfs, claim)?;
         }
         None => {
             if let Some(inst) = tfs.open_instance(&recording.instance)? {
@@ -468,7 +506,7 @@ fn stop_recorder_and_remove(tfs: &TraceFs, state_dir: &StateDir, id: &str, deadl
         // and prestart names the slot once it has one.
         kill_recorder(state_dir, id);
         let recording = state_dir.read_json::<Recording>(id, STATE_FILE).ok();
-        let result = match recording.as_ref().filter(|r| r.slot.is_some()) {
+        let result = match recording.as_ref().filter(|r| r.slot.is_some() || r.companion.is_some()) {
             Some(r) => let_go(tfs, r),
             None => {
                 let Some(inst) = tfs.open_instance(&instance_name(id))? else { return Ok(()) };
@@ -655,6 +693,7 @@ pub fn record(state_dir: &StateDir, id: &str, ready_fd: Option<i32>, go_fd: Opti
         mode: recording.mode,
         runtime_comm: recording.runtime_comm.clone(),
         slot: recording.slot.clone().map(|c| (Pool::at_default(), c)),
+        companion: recording.companion.as_ref().and_then(|c| tfs.open_instance(&c.instance).ok().flatten()),
         cpu_stat: record::cgroup::cpu_stat_file(recording.host_pid),
         ..Options::default()
     };
@@ -692,6 +731,8 @@ pub fn record(state_dir: &StateDir, id: &str, ready_fd: Option<i32>, go_fd: Opti
         recorder: Some(stats),
         notes,
         no_event_syscalls: recorded.no_event_syscalls,
+        companion_lost: recorded.companion_lost,
+        from_companion: recorded.from_companion,
     };
     // Everything is read and the pipes are closed, so the instance can go
     // now, beside the writing: a slot back to the pool (then its linger
@@ -700,19 +741,20 @@ pub fn record(state_dir: &StateDir, id: &str, ready_fd: Option<i32>, go_fd: Opti
     // does it and outlives us: see `hand_off`. Poststop waits only for the
     // summary.
     let removal = (ended != Ended::InstanceGone).then(|| {
-        let slot = recording.slot.clone();
+        let slot = recording.slot.clone().or_else(|| recording.companion.as_ref().map(|c| c.claim.clone()));
+        let own = recording.slot.is_none().then_some(inst);
         let tfs = tfs.clone();
-        recorder::hand_off(move |detached| match slot {
-            Some(claim) => {
+        recorder::hand_off(move |detached| {
+            let removed = own.map_or(Ok(()), |i| i.remove());
+            if let Some(claim) = slot {
                 let pool = Pool::at_default();
                 let linger = pool.get(claim.index).map_or(record::pool::DEFAULT_LINGER, |s| Duration::from_secs(s.linger_secs));
                 let released = pool.release(&tfs, &claim).map_err(record_to_tracefs)?;
                 if released && detached {
                     pool.linger_then_reap(&tfs, &claim, linger).map_err(record_to_tracefs)?;
                 }
-                Ok(())
             }
-            None => inst.remove(),
+            removed
         })
     });
     let remover = match removal {
@@ -918,6 +960,8 @@ fn fallback(
         recorder: None,
         notes,
         no_event_syscalls: Vec::new(),
+        companion_lost: None,
+        from_companion: Vec::new(),
     };
     let summary = write_outcome(state_dir, recording, outcome)?;
     let _ = std::fs::remove_file(state_dir.container_dir(id)?.join(SNAPSHOT_FILE));
@@ -989,15 +1033,31 @@ pub struct Outcome {
     /// Extra reasons the result is incomplete.
     pub notes: Vec<String>,
     pub no_event_syscalls: Vec<String>,
+    /// Events the full-mode companion lost (`None`: no companion read).
+    pub companion_lost: Option<u64>,
+    /// Calls only the companion saw.
+    pub from_companion: Vec<String>,
 }
 
 /// Writes `seccomp.json` and `summary.json` (atomically) for a recording.
 pub fn write_outcome(state_dir: &StateDir, recording: &Recording, o: Outcome) -> Result<Summary> {
     let id = &recording.id;
     let lost = o.per_cpu.iter().map(CpuStats::lost).sum::<u64>().max(o.stream.missed_events);
+    let counts_exact = lost == 0 && o.stream.missed_pages == 0;
     let mut reasons = o.notes;
-    if lost > 0 || o.stream.missed_pages > 0 {
-        reasons.push(format!("the ring buffer lost {lost} events (raise --buffer-size-kb)"));
+    match o.companion_lost {
+        // The quenched companion saw every call: only the counts are short.
+        Some(0) if !counts_exact => tracing::warn!(
+            id = %id,
+            lost,
+            added = ?o.from_companion,
+            "the full record lost events: counts are short, the allowlist is whole (companion)"
+        ),
+        Some(c) if c > 0 => reasons.push(format!(
+            "the ring buffer lost {lost} events, and the quenched companion {c} (raise --buffer-size-kb)"
+        )),
+        _ if !counts_exact => reasons.push(format!("the ring buffer lost {lost} events (raise --buffer-size-kb)")),
+        _ => {}
     }
     if o.window.rule == Rule::FirstEvent {
         reasons.push("no filter install or runtime marker was recorded; the window starts at the first event".into());
@@ -1045,6 +1105,8 @@ pub fn write_outcome(state_dir: &StateDir, recording: &Recording, o: Outcome) ->
         complete: reasons.is_empty(),
         incomplete_reasons: reasons,
         lost_events: lost,
+        counts_exact,
+        from_companion: o.from_companion,
         per_cpu: o.per_cpu,
         malformed_records: o.stream.malformed,
         analysis: o.analysis,
@@ -1166,7 +1228,9 @@ fn slot_chores(tfs: &TraceFs, pool: &Pool, reap_idle: bool) -> Vec<(SlotState, C
             SlotPhase::InUse { id, state_dir } => {
                 let dir = StateDir::new(state_dir);
                 let claim = Claim { index: slot.index, generation: slot.generation };
-                let recording = dir.read_json::<Recording>(id, STATE_FILE).ok().filter(|r| r.slot.as_ref() == Some(&claim));
+                let recording = dir.read_json::<Recording>(id, STATE_FILE).ok().filter(|r| {
+                    r.slot.as_ref() == Some(&claim) || r.companion.as_ref().is_some_and(|c| c.claim == claim)
+                });
                 match recording {
                     Some(r) if instance_owned(&dir, id) => {
                         let _ = r;

@@ -354,6 +354,8 @@ mod tests {
             complete: true,
             incomplete_reasons: vec![],
             lost_events: 0,
+            counts_exact: true,
+            from_companion: vec![],
             per_cpu: vec![],
             malformed_records: 0,
             analysis: a,

@@ -95,6 +95,11 @@ pub struct Recording {
     /// instance is its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slot: Option<crate::record::pool::Claim>,
+    /// Full mode: a slot recorded beside the own instance, quenched in the
+    /// kernel, so the allowlist is complete even when the full record's
+    /// counts are not (`record::recorder`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub companion: Option<Companion>,
     pub tracefs: PathBuf,
     /// The per-CPU buffer size set at arming; `None`: the kernel's default.
     pub buffer_size_kb: Option<u64>,
@@ -106,6 +111,13 @@ pub struct Recording {
     pub started_unix: u64,
     /// Recording could not be armed (the reason); poststop then only notes it.
     pub not_traced: Option<String>,
+}
+
+/// A full-mode recording's quenched slot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Companion {
+    pub instance: String,
+    pub claim: crate::record::pool::Claim,
 }
 
 /// What poststop made of the recording (`summary.json`).
@@ -124,6 +136,15 @@ pub struct Summary {
     pub complete: bool,
     pub incomplete_reasons: Vec<String>,
     pub lost_events: u64,
+    /// Full mode: false when events were lost, so per-call counts and
+    /// times are short; the allowlist is still complete when `complete`
+    /// (the quenched companion lost nothing).
+    #[serde(default = "yes")]
+    pub counts_exact: bool,
+    /// Full mode: calls in the allowlist only because the companion saw
+    /// them (the full record lost them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub from_companion: Vec<String>,
     pub per_cpu: Vec<CpuStats>,
     pub malformed_records: u64,
     pub analysis: Analysis,
@@ -148,6 +169,10 @@ pub struct Summary {
     /// checkpoint episodes.
     #[serde(default)]
     pub trace_clock_unix: Option<f64>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Who wrote the final profile.

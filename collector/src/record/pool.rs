@@ -263,8 +263,8 @@ impl Pool {
             }
             None => {
                 // Free slots that fit no one here (another runtime's comm)
-                // wait out their linger; beyond twice the cap, no more.
-                if slots.len() >= 2 * req.cap {
+                // wait out their linger; two of those at most beyond the cap.
+                if slots.len() >= req.cap + 2 {
                     return Ok(Err(NoSlot::Full { slots: slots.len() }));
                 }
                 let index = (0u32..).find(|i| !slots.iter().any(|s| s.index == *i) && self.get(*i).is_none()).unwrap_or(0);
@@ -311,7 +311,7 @@ impl Pool {
         }
         // Replacing the filter waits out a grace period (the kernel frees
         // the old list after it): the one wait of a claim.
-        inst.set_event_pids(&[req.pid])?;
+        inst.replace_event_pids(&[req.pid])?;
         let t_pid = t0.elapsed();
         // Only now: before, any task in the old filter could quench again.
         inst.set_system("syscalls", true)?;

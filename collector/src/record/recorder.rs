@@ -51,6 +51,10 @@ pub struct Options {
     pub slot: Option<(Pool, Claim)>,
     /// The container's cgroup `cpu.stat`: how busy it is (see [`BUSY`]).
     pub cpu_stat: Option<std::path::PathBuf>,
+    /// Full mode: a slot recording the same tasks with the in-kernel
+    /// quench, read beside the full record; its calls complete the
+    /// allowlist when the full record loses events.
+    pub companion: Option<Instance>,
 }
 
 impl Default for Options {
@@ -62,6 +66,7 @@ impl Default for Options {
             save_every: Duration::from_secs(3),
             slot: None,
             cpu_stat: None,
+            companion: None,
         }
     }
 }
@@ -103,6 +108,10 @@ pub struct Recorded {
     pub no_event_syscalls: Vec<String>,
     /// Whether the event layouts came from the per-boot cache.
     pub layouts_cached: bool,
+    /// Events the companion slot lost (`None`: no companion).
+    pub companion_lost: Option<u64>,
+    /// Calls only the companion saw (added to the analysis).
+    pub from_companion: Vec<String>,
 }
 
 /// Runs until the init task `init_pid` exits (or a signal, or the instance
@@ -126,6 +135,10 @@ pub fn run(
     let pipes = inst.open_raw_pipes()?;
     let t_pipes = t0.elapsed();
     let stream = Stream::with_layouts(pipes, &layouts);
+    let companion = match &opts.companion {
+        Some(c) => Some((c, Stream::with_layouts(c.open_raw_pipes()?, &layouts))),
+        None => None,
+    };
     let syscall_events: Vec<String> =
         layouts.formats.iter().filter(|f| f.system == "syscalls").map(|f| f.name.clone()).collect();
     // Ready to keep up: only now do the syscall events come on, and only
@@ -162,7 +175,7 @@ pub fn run(
                 }
             }
         });
-        let recorded = read_until_done(inst, init_pid, opts, stream, pidfd, signals, &seen_tx, save);
+        let recorded = read_until_done(inst, init_pid, opts, stream, companion, pidfd, signals, &seen_tx, save);
         drop(seen_tx);
         let _ = helper.join();
         recorded
@@ -224,12 +237,21 @@ fn read_until_done(
     init_pid: i32,
     opts: &Options,
     mut stream: Stream,
+    mut companion: Option<(&Instance, Stream)>,
     pidfd: Option<OwnedFd>,
     signals: Option<SignalFd>,
     seen: &std::sync::mpsc::Sender<String>,
     mut save: impl FnMut(&Snapshot),
 ) -> Result<Recorded> {
     let mut agg = Aggregator::new(init_pid).with_runtime(opts.runtime_comm.as_deref());
+    // The companion's records go through the profile-mode rules of their
+    // own aggregator: enter events only, its own window.
+    let mut cagg = Aggregator::new(init_pid).with_runtime(opts.runtime_comm.as_deref());
+    let cpush = |cagg: &mut Aggregator, r: &crate::trace::Record| {
+        if !matches!(r.event, Event::SysExit { .. }) {
+            cagg.push(r);
+        }
+    };
     let mut ns_pids = NsPids::new(init_pid);
     ns_pids.learn([init_pid]);
     // Profile mode keeps no exit events (the few recorded before tune()
@@ -262,6 +284,12 @@ fn read_until_done(
         // Bounded rounds: quench and save between them even when the
         // workload writes as fast as we read.
         more = stream.round(false, PAGES_PER_ROUND, |r| push(&mut agg, r))?;
+        if let Some((_, cs)) = companion.as_mut() {
+            more |= cs.round(false, PAGES_PER_ROUND, |r| cpush(&mut cagg, r))?;
+            // Only what it adds at the end matters; nothing is switched off
+            // from here (the kernel does it).
+            cagg.take_new();
+        }
         let to_helper = opts.slot.as_ref().map(|_| seen);
         let (went_off, went_on) = quench(inst, &stream, &mut agg, opts.mode, &mut off, to_helper);
         quenched += went_off;
@@ -286,9 +314,25 @@ fn read_until_done(
         }
         while stream.round(true, PAGES_PER_ROUND, |r| push(&mut agg, r))? {}
     }
+    let companion_lost = companion.as_mut().map(|(c, cs)| {
+        let _ = c.set_tracing_on(false);
+        while let Ok(true) = cs.round(true, PAGES_PER_ROUND, |r| cpush(&mut cagg, r)) {}
+        let lost: u64 = c.cpu_stats().unwrap_or_default().iter().map(CpuStats::lost).sum();
+        lost.max(cs.stats().missed_events)
+    });
     let per_cpu = inst.cpu_stats().unwrap_or_default();
     let stats = stream.stats().clone();
     let (window, mut analysis) = agg.finish();
+    let mut from_companion = Vec::new();
+    if companion_lost.is_some() {
+        let (_, seen) = cagg.finish();
+        for (name, n) in seen.syscalls {
+            if !analysis.syscalls.contains_key(&name) {
+                from_companion.push(name.clone());
+                analysis.syscalls.insert(name, n);
+            }
+        }
+    }
     analysis.set_ns_pids(ns_pids.all());
     if restored > 0 {
         tracing::info!(restored, "events switched back on after checkpoint episodes");
@@ -303,6 +347,8 @@ fn read_until_done(
         ended,
         no_event_syscalls: Vec::new(),
         layouts_cached: false,
+        companion_lost,
+        from_companion,
     })
 }
 

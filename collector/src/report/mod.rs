@@ -55,6 +55,14 @@ fn write_summary_table<W: Write>(out: &mut W, s: &Summary) -> io::Result<()> {
     for reason in &s.incomplete_reasons {
         writeln!(out, "  warning:  {reason}")?;
     }
+    if !s.counts_exact && s.complete {
+        writeln!(
+            out,
+            "  note:     {} events lost: counts and times are short; the allowlist is whole (the quenched companion saw every call{})",
+            s.lost_events,
+            if s.from_companion.is_empty() { String::new() } else { format!(", and alone saw {}", s.from_companion.join(" ")) }
+        )?;
+    }
     if !s.runtime_allowance.is_empty() {
         writeln!(
             out,
@@ -246,6 +254,8 @@ mod tests {
             complete: false,
             incomplete_reasons: vec!["lost 5 events".into()],
             lost_events: 5,
+            counts_exact: true,
+            from_companion: vec![],
             per_cpu: vec![],
             malformed_records: 0,
             analysis: a,

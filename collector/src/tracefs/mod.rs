@@ -280,10 +280,22 @@ impl Instance {
         self.write("tracing_on", if on { "1" } else { "0" })
     }
 
-    /// Replaces `set_event_pid` with these pids (one write, space separated).
+    /// Adds these pids to `set_event_pid` (one write, space separated; a
+    /// write without truncation keeps the pids already there).
     pub fn set_event_pids(&self, pids: &[i32]) -> Result<()> {
         let value = pids.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" ");
         self.write("set_event_pid", &value)
+    }
+
+    /// Makes these pids the whole of `set_event_pid`: truncated at the open,
+    /// then written through the same file. (Between the two no list is set,
+    /// for microseconds; a caller that cares switches events on after.)
+    pub fn replace_event_pids(&self, pids: &[i32]) -> Result<()> {
+        let path = self.path.join("set_event_pid");
+        let value = pids.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" ");
+        let err = |cause| Error::Write { path: path.clone(), value: value.clone(), cause };
+        let mut f = OpenOptions::new().write(true).truncate(true).open(&path).map_err(err)?;
+        f.write_all(value.as_bytes()).map_err(err)
     }
 
     pub fn event_pids(&self) -> Result<Vec<i32>> {
