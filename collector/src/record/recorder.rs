@@ -327,9 +327,9 @@ fn read_until_done(
     if companion_lost.is_some() {
         let (_, seen) = cagg.finish();
         for (name, n) in seen.syscalls {
-            if !analysis.syscalls.contains_key(&name) {
-                from_companion.push(name.clone());
-                analysis.syscalls.insert(name, n);
+            if let std::collections::btree_map::Entry::Vacant(e) = analysis.syscalls.entry(name) {
+                from_companion.push(e.key().clone());
+                e.insert(n);
             }
         }
     }
