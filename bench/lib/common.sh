@@ -58,25 +58,59 @@ own_helper_pids() {
     done
 }
 
-# Instances (names) that belong to one of our containers.
+POOL_DIR=/run/oci-ftrace-syscall-analyzer/pool
+
+# The id a slot (oci_ftrace_@slotN) records, if it is in use.
+slot_user() {
+    local f="$POOL_DIR/slot${1#oci_ftrace_@slot}.json"
+    [ -f "$f" ] && grep -q '"phase": "in-use"' "$f" && sed -n 's/^ *"id": "\(.*\)",$/\1/p' "$f"
+}
+
+# Instances (names) that record one of our containers: their own, or a
+# slot in use by one.
 own_instances() {
-    local inst id
+    local inst id who
     [ -d "$TRACEFS/instances" ] || return 0
     for inst in $(ls "$TRACEFS/instances" 2>/dev/null); do
-        case $inst in oci_ftrace_*) ;; *) continue ;; esac
+        case $inst in
+            oci_ftrace_@slot*) who=$(slot_user "$inst") ;;
+            oci_ftrace_*) who=$inst ;;
+            *) continue ;;
+        esac
         for id in "${BENCH_IDS[@]}"; do
-            [ -n "$id" ] && [[ $inst == *"${id:0:12}"* ]] && { echo "$inst"; break; }
+            [ -n "$id" ] && [ -n "$who" ] && [[ $who == *"${id:0:12}"* ]] && { echo "$inst"; break; }
         done
     done
 }
 
-# oci_ftrace_* instances that are not ours (another user's containers).
+# oci_ftrace_* instances recording what is not ours (another user's
+# containers). A free slot records nothing and is nobody's.
 foreign_instances() {
     local inst mine
     mine=" $(own_instances | tr '\n' ' ') "
     for inst in $(ls "$TRACEFS/instances" 2>/dev/null); do
-        case $inst in oci_ftrace_*) [[ $mine == *" $inst "* ]] || echo "$inst" ;; esac
+        case $inst in
+            oci_ftrace_@slot*) [ -n "$(slot_user "$inst")" ] && [[ $mine != *" $inst "* ]] && echo "$inst" ;;
+            oci_ftrace_*) [[ $mine == *" $inst "* ]] || echo "$inst" ;;
+        esac
     done
+}
+
+# Free slots (armed, recording nothing, waiting for the next container).
+free_slots() {
+    local inst
+    for inst in $(ls "$TRACEFS/instances" 2>/dev/null); do
+        case $inst in oci_ftrace_@slot*) [ -z "$(slot_user "$inst")" ] && echo "$inst" ;; esac
+    done
+}
+
+# Tears the free slots down (BIN_DIR's collector), waiting up to $1 s.
+reap_free_slots() {
+    local limit=$1 i
+    [ -n "$(free_slots)" ] && [ -x "${BIN_DIR:-}/collector" ] || return 0
+    "$BIN_DIR/collector" gc --reap-idle >/dev/null 2>&1 &
+    for i in $(seq "$limit"); do [ -z "$(free_slots)" ] && break; sleep 1; done
+    log "free slots torn down in $i s; left: $(free_slots | wc -l)"
 }
 
 # Stops the tracer process $1 (SIGINT first, then SIGKILL) and reaps it.
@@ -126,6 +160,7 @@ bench_cleanup() {
             rmdir "$TRACEFS/instances/$inst" 2>/dev/null || log "cleanup: could not remove $inst"
         done
     fi
+    reap_free_slots 180
     local left stray foreign
     left=$(own_instances | wc -l)
     stray=0
