@@ -184,7 +184,9 @@ pub fn prestart(settings: &Settings, state: &State) -> Result<Recording> {
     let id = state.id().to_string();
     let pid = live_pid(state)?;
     let tfs = TraceFs::locate_or_mount()?;
+    let t0 = Instant::now();
     collect_stale(&tfs, settings);
+    tracing::debug!(us = t0.elapsed().as_micros() as u64, "looked for stale instances and slots");
 
     let annotations = sorted_annotations(state.annotations().as_ref());
     let mode = Mode::from_annotation(annotations.get(MODE_ANNOTATION).map(String::as_str));

@@ -171,11 +171,21 @@ pub fn arm_slot(tfs: &TraceFs, name: &str, comms: &[String], buffer_size_kb: Opt
     if let Some(kb) = buffer_size_kb {
         inst.set_buffer_size_kb(kb)?;
     }
+    let t0 = std::time::Instant::now();
     set_up(inst)?;
     inst.write("events/syscalls/filter", EXIT_FILTER)?;
+    let t_setup = t0.elapsed();
     enable_syscalls(inst)?;
+    let t_enable = t0.elapsed();
     let n = quench::arm_all(inst, &condition)?;
-    tracing::debug!(instance = %inst.name(), triggers = n, "slot armed");
+    tracing::debug!(
+        instance = %inst.name(),
+        triggers = n,
+        setup_us = t_setup.as_micros() as u64,
+        enable_us = (t_enable - t_setup).as_micros() as u64,
+        triggers_us = (t0.elapsed() - t_enable).as_micros() as u64,
+        "slot armed"
+    );
     Ok(guard.keep())
 }
 

@@ -135,6 +135,10 @@ impl Worker {
     }
 }
 
+fn pid_alive(pid: i32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
 fn start_ticks(pid: i32) -> Option<u64> {
     procfs::process::Process::new(pid).and_then(|p| p.stat()).ok().map(|s| s.starttime)
 }
@@ -238,7 +242,9 @@ impl Pool {
     /// `req.comm`, else one being torn down, else a new one if the cap
     /// allows. The pid filter is set and tracing is on when this returns.
     pub fn claim(&self, tfs: &TraceFs, req: &ClaimRequest) -> Result<std::result::Result<(Instance, Claim), NoSlot>> {
+        let asked = Instant::now();
         let _lock = WriterLock::acquire();
+        tracing::debug!(lock_wait_us = asked.elapsed().as_micros() as u64, "claiming a slot");
         let slots = self.slots();
         let in_use = slots.iter().filter(|s| matches!(s.phase, Phase::InUse { .. })).count();
         let armed = in_use + req.other_armed;
@@ -309,9 +315,17 @@ impl Pool {
             inst.set_buffer_size_kb(kb)?;
             state.buffer_size_kb = req.buffer_size_kb;
         }
-        // Replacing the filter waits out a grace period (the kernel frees
-        // the old list after it): the one wait of a claim.
-        inst.replace_event_pids(&[req.pid])?;
+        // A write without truncation builds a new list from the old one
+        // and frees the old after a grace period: the one wait of a claim
+        // (~40 ms; truncating first costs two). The old list is empty, its
+        // tasks gone, or pid 0 (the idle task) after a release that found
+        // tasks; anything else live would be recorded with the container.
+        let stale = inst.event_pids().map(|p| p.into_iter().any(|p| p != 0 && pid_alive(p))).unwrap_or(true);
+        if stale {
+            inst.replace_event_pids(&[req.pid])?;
+        } else {
+            inst.set_event_pids(&[req.pid])?;
+        }
         let t_pid = t0.elapsed();
         // Only now: before, any task in the old filter could quench again.
         inst.set_system("syscalls", true)?;
