@@ -64,6 +64,7 @@ POOL_DIR=/run/oci-ftrace-syscall-analyzer/pool
 slot_user() {
     local f="$POOL_DIR/slot${1#oci_ftrace_@slot}.json"
     [ -f "$f" ] && grep -q '"phase": "in-use"' "$f" && sed -n 's/^ *"id": "\(.*\)",$/\1/p' "$f"
+    return 0
 }
 
 # Instances (names) that record one of our containers: their own, or a
@@ -81,6 +82,7 @@ own_instances() {
             [ -n "$id" ] && [ -n "$who" ] && [[ $who == *"${id:0:12}"* ]] && { echo "$inst"; break; }
         done
     done
+    return 0
 }
 
 # oci_ftrace_* instances recording what is not ours (another user's
@@ -94,6 +96,7 @@ foreign_instances() {
             oci_ftrace_*) [[ $mine == *" $inst "* ]] || echo "$inst" ;;
         esac
     done
+    return 0
 }
 
 # Free slots (armed, recording nothing, waiting for the next container).
@@ -102,6 +105,7 @@ free_slots() {
     for inst in $(ls "$TRACEFS/instances" 2>/dev/null); do
         case $inst in oci_ftrace_@slot*) [ -z "$(slot_user "$inst")" ] && echo "$inst" ;; esac
     done
+    return 0
 }
 
 # Tears the free slots down (BIN_DIR's collector), waiting up to $1 s.
