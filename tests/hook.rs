@@ -503,3 +503,92 @@ fn an_unclaimed_slot_is_torn_down_after_its_linger_time() {
     assert!(gone, "{name} still there after {:?}: phase {:?}", t0.elapsed(), slot_phase(&name));
     eprintln!("{name} torn down in {:?}", t0.elapsed());
 }
+
+/// Concurrent prestarts against a cap: counting and arming happen under
+/// one lock, so no more than the cap are ever traced (issue 14, defect 2).
+#[test]
+fn concurrent_prestarts_never_exceed_the_cap() {
+    if !prerequisites(false) {
+        return;
+    }
+    let _g = serial();
+    let env = std::sync::Arc::new(Env::new());
+    let tasks: Vec<Child> = (0..12).map(|_| sleeper()).collect();
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(tasks.len()));
+    let threads: Vec<_> = tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let (env, barrier, pid) = (env.clone(), barrier.clone(), t.id());
+            std::thread::spawn(move || {
+                barrier.wait();
+                let id = format!("hooktest-race-{i}");
+                hook(&env, "prestart", &state(&id, "creating", Some(pid), true), &["--max-instances", "4"]).0
+            })
+        })
+        .collect();
+    for t in threads {
+        let out = t.join().expect("prestart thread");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let traced: Vec<String> = (0..12).map(|i| format!("hooktest-race-{i}")).filter(|id| env.has_instance(id)).collect();
+    let untraced = (0..12)
+        .filter(|i| {
+            let st = read_json(&env.container_dir(&format!("hooktest-race-{i}")).join("state.json"));
+            st["not_traced"].as_str().is_some_and(|w| w.contains("cap 4"))
+        })
+        .count();
+    for t in tasks {
+        stop(t);
+    }
+    for i in 0..12 {
+        let _ = hook(&env, "poststop", &state(&format!("hooktest-race-{i}"), "stopped", None, true), &[]);
+    }
+    assert!(traced.len() <= 4, "{} traced against a cap of 4: {traced:?}", traced.len());
+    assert_eq!(traced.len() + untraced, 12, "each is traced or says why not");
+    env.assert_no_instances("after the race");
+}
+
+/// SIGTERM while prestart waits for its recorder: handled (the hook cleans
+/// up and exits), never the default action that kills it half-way
+/// (issue 14, defect 3).
+#[test]
+fn sigterm_during_prestart_is_handled_and_leaves_nothing_recording() {
+    if !prerequisites(false) {
+        return;
+    }
+    let _g = serial();
+    let env = Env::new();
+    // A recorder that never says ready: prestart waits for it.
+    let slow = env.dir.path().join("collector-never-ready");
+    std::fs::write(&slow, "#!/bin/sh\nexec sleep 30\n").expect("write stand-in");
+    std::fs::set_permissions(&slow, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    for (n, after) in [50u64, 300, 800].into_iter().enumerate() {
+        let task = sleeper();
+        let id = format!("hooktest-term-{n}");
+        let mut child = Command::new(hook_bin())
+            .args(["prestart", "--state-dir"])
+            .arg(env.state_dir())
+            .arg(format!("--collector={}", slow.display()))
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn hook");
+        child.stdin.take().expect("stdin").write_all(state(&id, "creating", Some(task.id()), true).as_bytes()).expect("write");
+        std::thread::sleep(Duration::from_millis(after));
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).expect("kill");
+        let out = child.wait_with_output().expect("hook");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            std::os::unix::process::ExitStatusExt::signal(&out.status).is_none(),
+            "killed by a signal {after} ms in: {:?} {err}",
+            out.status
+        );
+        assert!(wait_until(INSTANCE_REMOVAL, || !env.has_instance(&id)), "still recording {id} after SIGTERM");
+        let st = read_json(&env.container_dir(&id).join("state.json"));
+        assert!(st["not_traced"].as_str().is_some_and(|w| w.contains("SIGTERM")), "{st}");
+        stop(task);
+        let _ = hook(&env, "poststop", &state(&id, "stopped", None, true), &[]);
+    }
+    env.assert_no_instances("after SIGTERM");
+}

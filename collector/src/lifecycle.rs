@@ -242,6 +242,10 @@ pub fn prestart(settings: &Settings, state: &State) -> Result<Recording> {
         tracing::warn!(instance = %own_name, "removing a leftover instance of this container");
         old.remove()?;
     }
+    // Counting and arming under one machine-wide lock: concurrent
+    // prestarts see each other's instances, so the cap holds (twelve at
+    // once against a cap of 4 armed up to 12 when the count came first).
+    let cap_lock = crate::tracefs::WriterLock::acquire();
     // Instances on their way out record nothing and do not count.
     let own_armed = tfs
         .our_instances()?
@@ -295,6 +299,7 @@ pub fn prestart(settings: &Settings, state: &State) -> Result<Recording> {
     if mode == Mode::Full {
         recording.companion = claim_companion(&tfs, settings, &recording, own_armed + 1);
     }
+    drop(cap_lock);
     if let Err(e) = settings.state_dir.write_json_unsynced(&id, STATE_FILE, &recording) {
         // Nobody would know whose records these are: give the instance up.
         let _ = let_go(&tfs, &recording);
@@ -436,10 +441,11 @@ fn spawn_gc(collector: &Path, state_dir: &StateDir) -> Result<()> {
     let mut cmd = Command::new(collector);
     cmd.arg("gc").arg("--state-dir").arg(state_dir.root()).current_dir("/");
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-    // SAFETY: setsid is async-signal-safe; close_range too.
+    // SAFETY: setsid, sigprocmask and close_range are async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
             nix::libc::setsid();
+            unblock_signals();
             nix::libc::syscall(nix::libc::SYS_close_range, 3u32, u32::MAX, 0u32);
             Ok(())
         });
@@ -524,6 +530,18 @@ fn stop_recorder_and_remove(tfs: &TraceFs, state_dir: &StateDir, id: &str, deadl
     }
 }
 
+/// Unblocks every signal in a forked child before its exec: the hook
+/// blocks its stop signals from its first instruction, and a child would
+/// inherit that. Async-signal-safe (sigprocmask only).
+fn unblock_signals() {
+    // SAFETY: an empty set built on the stack, then one sigprocmask call.
+    unsafe {
+        let mut set: nix::libc::sigset_t = std::mem::zeroed();
+        nix::libc::sigemptyset(&mut set);
+        nix::libc::sigprocmask(nix::libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
 /// A recorder started by [`spawn_recorder`], waiting for "go".
 struct Spawned {
     pid: u32,
@@ -560,10 +578,11 @@ fn spawn_recorder(collector: &Path, state_dir: &StateDir, id: &str) -> Result<Sp
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     // SAFETY: between fork and exec only async-signal-safe calls are made:
-    // setsid, dup2 and close_range.
+    // setsid, sigprocmask, dup2 and close_range.
     unsafe {
         cmd.pre_exec(move || {
             nix::libc::setsid();
+            unblock_signals();
             // Both out of the way first (either may be fd 3 or 4 now),
             // then into place; dup2 clears close-on-exec on the copies.
             let high = [ready_fd, go_fd].map(|fd| nix::libc::fcntl(fd, nix::libc::F_DUPFD, 10));

@@ -83,6 +83,10 @@ const FINISHED: u8 = 1;
 const ABANDONED: u8 = 2;
 
 fn main() -> ExitCode {
+    // First of all, before any thread exists to take one with the default
+    // action (which ends the process without cleaning up): the guardian
+    // thread takes them from here on (start_guardians).
+    let signals = block_stop_signals();
     let fail_closed_requested = std::env::args().any(|a| a == "--fail-closed");
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -98,7 +102,7 @@ fn main() -> ExitCode {
     };
     init_logging(&cli);
     let fail_closed = cli.fail_closed;
-    let limit = start_guardians(&cli);
+    let limit = start_guardians(&cli, signals);
     let result = run(&cli, Instant::now() + ready_budget(limit));
     if PHASE.compare_exchange(RUNNING, FINISHED, Ordering::SeqCst, Ordering::SeqCst).is_err() {
         // A guardian is removing the instance; returning now would end the
@@ -209,7 +213,18 @@ fn read_stdin() -> anyhow::Result<Vec<u8>> {
 /// A watchdog for the time limit and a waiter for SIGTERM/SIGINT/SIGHUP.
 /// Either removes the pending instance and exits, so the runtime is never
 /// held up and nothing is left armed. Returns the time limit.
-fn start_guardians(cli: &Cli) -> Duration {
+/// Blocks SIGTERM, SIGINT and SIGHUP in this (still the only) thread, so
+/// every thread started later has them blocked too; `None` if that failed.
+fn block_stop_signals() -> Option<nix::sys::signal::SigSet> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        set.add(s);
+    }
+    set.thread_block().ok().map(|()| set)
+}
+
+fn start_guardians(cli: &Cli, signals: Option<nix::sys::signal::SigSet>) -> Duration {
     let _ = PENDING.set(Mutex::new(None));
     let fail_closed = cli.fail_closed;
     let stage = cli.stage;
@@ -226,13 +241,7 @@ fn start_guardians(cli: &Cli) -> Duration {
         abandon(stage, &dir, &format!("timed out after {} ms", limit.as_millis()), fail_closed, for_watchdog.as_deref());
     });
 
-    use nix::sys::signal::{SigSet, Signal};
-    let mut set = SigSet::empty();
-    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
-        set.add(s);
-    }
-    // Blocked here, before any other thread exists to inherit the default.
-    if set.thread_block().is_ok() {
+    if let Some(set) = signals {
         std::thread::spawn(move || {
             if let Ok(sig) = set.wait() {
                 abandon(stage, &state_dir, &format!("got {sig}"), true, collector.as_deref());
