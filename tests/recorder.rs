@@ -179,3 +179,35 @@ fn a_second_prestart_for_a_traced_container_leaves_its_recording_alone() {
     drop(container);
     env.assert_no_instances("after the second prestart");
 }
+
+/// A recorder killed a second in, before its first periodic save: what it
+/// had read (the kernel then stopped recording those calls) must still
+/// reach the profile, from its save on the first sight of each call
+/// (issue 14: the profile had 1 call).
+#[test]
+fn a_recorder_killed_before_its_periodic_save_loses_no_call_it_read() {
+    if !prerequisites(true) {
+        return;
+    }
+    let _g = serial();
+    let env = Env::new();
+    let container = env.start_traced("mkdir /tmp/early && ls /tmp/early >/dev/null && rmdir /tmp/early; sleep 100");
+    let id = container.0.clone();
+    let recorder_json = env.container_dir(&id).join("recorder.json");
+    assert!(wait_until(Duration::from_secs(10), || recorder_json.exists()), "no recorder");
+    let info = read_json(&recorder_json);
+    let rpid = info["pid"].as_i64().expect("recorder pid") as i32;
+    // Read, quenched in the kernel, saved: then the recorder dies.
+    std::thread::sleep(Duration::from_millis(1500));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(rpid), nix::sys::signal::Signal::SIGKILL).expect("kill recorder");
+    drop(container);
+    let done = wait_until(Duration::from_secs(15), || env.container_dir(&id).join("summary.json").exists());
+    assert!(done, "no summary");
+    let s = summary(&env, &id);
+    assert_eq!(s["finished_by"], "poststop", "{s:#}");
+    let names = profile_names(&env, &id);
+    for call in ["mkdir", "getdents64", "rmdir"] {
+        assert!(names.contains(call), "{call} missing: {names:?}");
+    }
+    env.assert_no_instances("after an early-killed recorder");
+}

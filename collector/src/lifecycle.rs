@@ -259,8 +259,11 @@ pub fn prestart(settings: &Settings, state: &State) -> Result<Recording> {
             settings.max_instances
         )
     };
-    if slot_comm.is_none() && own_armed >= settings.max_instances {
-        return untraced(recording, cap_reason(own_armed));
+    if slot_comm.is_none() {
+        let in_slots = Pool::at_default().slots().iter().filter(|s| matches!(s.phase, SlotPhase::InUse { .. })).count();
+        if own_armed + in_slots >= settings.max_instances {
+            return untraced(recording, cap_reason(own_armed + in_slots));
+        }
     }
     // state.json goes first: a concurrent gc then knows whose container
     // this is; the recorder reads it again after "go".
@@ -1114,7 +1117,7 @@ pub fn write_outcome(state_dir: &StateDir, recording: &Recording, o: Outcome) ->
     names.extend(runtime_allowance.iter().cloned());
     let profile = seccomp::build(&names)?;
     let profile_path = state_dir.container_dir(id)?.join(PROFILE_FILE);
-    store::write_atomic(&profile_path, seccomp::to_json(&profile)?.as_bytes())?;
+    let profile_json = seccomp::to_json(&profile)?;
 
     let summary = Summary {
         id: id.clone(),
@@ -1134,14 +1137,20 @@ pub fn write_outcome(state_dir: &StateDir, recording: &Recording, o: Outcome) ->
         recorder: o.recorder,
         no_event_syscalls: o.no_event_syscalls,
         runtime_allowance,
-        profile: profile_path,
+        profile: profile_path.clone(),
         arch: recording.arch.clone(),
         kernel_release: recording.kernel_release.clone(),
         started_unix: recording.started_unix,
         finished_unix: unix_now(),
         trace_clock_unix: trace_clock_unix(),
     };
-    state_dir.write_json(id, SUMMARY_FILE, &summary)?;
+    // Both or neither: a profile without its summary (a full disk between
+    // the two) would be read as this run's by nobody and trusted by some.
+    let summary_path = state_dir.container_dir(id)?.join(SUMMARY_FILE);
+    let mut summary_json = serde_json::to_vec_pretty(&summary)
+        .map_err(|cause| store::Error::Serialize { path: summary_path.clone(), cause })?;
+    summary_json.push(b'\n');
+    store::write_all_atomic(&[(&profile_path, profile_json.as_bytes()), (&summary_path, &summary_json)])?;
     if summary.complete {
         tracing::info!(id = %id, syscalls = names.len(), rule = %summary.rule_text, "profile written");
     } else {

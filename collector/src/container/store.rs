@@ -318,6 +318,45 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// [`write_atomic`], with the syncs only if `durability` asks for them.
+/// Writes several files so that either all are replaced or none is: every
+/// temp file is written and synced first (a full disk fails here, and the
+/// old files stay), then each is renamed into place (a rename needs no
+/// space). Used for a profile and its summary, which only make sense
+/// together.
+pub fn write_all_atomic(files: &[(&Path, &[u8])]) -> Result<()> {
+    let mut temps: Vec<(PathBuf, &Path)> = Vec::new();
+    let cleanup = |temps: &[(PathBuf, &Path)]| {
+        for (tmp, _) in temps {
+            let _ = fs::remove_file(tmp);
+        }
+    };
+    for (path, bytes) in files {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+        let written = (|| {
+            let mut f = File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()
+        })();
+        temps.push((tmp, path));
+        if let Err(cause) = written {
+            cleanup(&temps);
+            return Err(Error::Write { path: path.to_path_buf(), cause });
+        }
+    }
+    for (i, (tmp, path)) in temps.iter().enumerate() {
+        if let Err(cause) = fs::rename(tmp, path) {
+            cleanup(&temps[i..]);
+            return Err(Error::Write { path: path.to_path_buf(), cause });
+        }
+    }
+    for dir in temps.iter().filter_map(|(_, p)| p.parent()).collect::<std::collections::BTreeSet<_>>() {
+        let _ = File::open(dir).and_then(|d| d.sync_all());
+    }
+    Ok(())
+}
+
 fn write_atomic_as(path: &Path, bytes: &[u8], durability: Durability) -> Result<()> {
     let synced = durability == Durability::Synced;
     let err = |cause| Error::Write { path: path.to_path_buf(), cause };
@@ -351,6 +390,21 @@ pub fn sorted_annotations(map: Option<&HashMap<String, String>>) -> BTreeMap<Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pair_is_written_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.json"), dir.path().join("b.json"));
+        write_all_atomic(&[(&a, b"a1"), (&b, b"b1")]).unwrap();
+        assert_eq!((fs::read(&a).unwrap(), fs::read(&b).unwrap()), (b"a1".to_vec(), b"b1".to_vec()));
+        // The second cannot be written (its directory is gone): the first
+        // keeps its old content, and no temp file is left.
+        let gone = dir.path().join("gone/b.json");
+        assert!(write_all_atomic(&[(&a, b"a2"), (&gone, b"b2")]).is_err());
+        assert_eq!(fs::read(&a).unwrap(), b"a1");
+        let left: Vec<_> = fs::read_dir(dir.path()).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
+        assert_eq!(left.len(), 2, "{left:?}");
+    }
 
     #[test]
     fn atomic_write_replaces_and_leaves_no_temp() {

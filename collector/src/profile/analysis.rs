@@ -117,7 +117,7 @@ pub fn analyze_runtime(records: &[Record], init_pid: i32, runtime_comm: Option<&
 }
 
 /// Names and ancestry learnt from the whole trace, window or not.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Identity {
     tgids: HashMap<i32, i32>,
     parents: HashMap<i32, i32>,
@@ -179,6 +179,7 @@ impl Identity {
     }
 }
 
+#[derive(Clone)]
 enum Phase {
     /// Records kept until the window's start is known, and the index of the
     /// first runtime marker among them.
@@ -187,6 +188,7 @@ enum Phase {
 }
 
 /// Streaming window detection and aggregation.
+#[derive(Clone)]
 pub struct Aggregator {
     init_pid: i32,
     phase: Phase,

@@ -159,7 +159,7 @@ pub struct Change {
     pub excluded: Vec<(i64, u64)>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct Member {
     tgid: i32,
     stops: u64,
@@ -167,7 +167,7 @@ struct Member {
     held: BTreeMap<Call, Held>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Tracked {
     tracer_pid: i32,
     tracer_comm: String,
@@ -184,7 +184,7 @@ struct Tracked {
 }
 
 /// Follows episodes through a time-ordered stream of records.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Tracker {
     episodes: Vec<Tracked>,
     /// Task → index of the open episode whose stop it had last.

@@ -28,6 +28,9 @@ const PAGES_PER_ROUND: usize = 64;
 /// How long after "ready" profile mode switches the exit events off.
 const TUNE_DELAY: Duration = Duration::from_millis(200);
 
+/// The least time between two saves made because new calls were seen.
+const SAVE_ON_NEW_CALLS: Duration = Duration::from_millis(200);
+
 /// CPU time after which a container counts as busy, and the recorder
 /// takes the quench triggers of its seen calls off a slot. A trigger costs
 /// each later call of its syscall ~0.15 µs (dd with `bs=1` ran 2.3× as
@@ -267,6 +270,7 @@ fn read_until_done(
     let mut restored = 0usize;
     let mut off = BTreeSet::new();
     let mut last_save = Instant::now();
+    let mut saved_calls = 0usize;
     let timeout = PollTimeout::try_from(opts.poll.as_millis().min(10_000) as i32).unwrap_or(PollTimeout::ZERO);
     let mut more = false;
     let ended = loop {
@@ -301,9 +305,16 @@ fn read_until_done(
             _ => [Some(r.pid), None],
         }).flatten());
         ns_pids.learn(agg.analysis().processes.keys().copied());
-        if last_save.elapsed() >= opts.save_every {
-            save(&snapshot(&agg, &stream, quenched, &ns_pids));
+        // Also soon after a call is first seen, so a recorder killed early
+        // (before its first periodic save) loses none of the allowlist.
+        // (Profile mode: held records count too; they are few there.)
+        let held = if profile { stream.unsettled().len() } else { 0 };
+        let calls = agg.analysis().syscalls.len() + held;
+        let fresh = calls != saved_calls && last_save.elapsed() >= SAVE_ON_NEW_CALLS;
+        if fresh || last_save.elapsed() >= opts.save_every {
+            save(&snapshot(&agg, &stream, quenched, &ns_pids, profile));
             last_save = Instant::now();
+            saved_calls = calls;
         }
     };
 
@@ -428,7 +439,21 @@ fn quench(
     (went_off, went_on)
 }
 
-fn snapshot(agg: &Aggregator, stream: &Stream, quenched: usize, ns_pids: &NsPids) -> Snapshot {
+/// What is saved: the aggregate, and in profile mode with the records the
+/// stream still holds for time ordering pushed into a copy of it: a quiet
+/// container's last calls wait there (within 10 ms of the newest record),
+/// and the kernel recorded them once only, so a crash before they settle
+/// would lose them.
+fn snapshot(agg: &Aggregator, stream: &Stream, quenched: usize, ns_pids: &NsPids, profile: bool) -> Snapshot {
+    let with_held = profile && !stream.unsettled().is_empty();
+    let copy = with_held.then(|| {
+        let mut a = agg.clone();
+        for r in stream.unsettled().iter().filter(|r| !matches!(r.event, Event::SysExit { .. })) {
+            a.push(r);
+        }
+        a
+    });
+    let agg = copy.as_ref().unwrap_or(agg);
     let mut analysis = agg.analysis().clone();
     analysis.set_ns_pids(ns_pids.all());
     Snapshot {
