@@ -72,14 +72,15 @@ for _ in $(seq 100); do
     [ -s "$STATE_DIR/$ID2/correlation.json" ] && break
     sleep 0.1
 done
-"$COLLECTOR" report "${ID2:0:12}" --state-dir "$STATE_DIR" | sed -n '/^checkpoints/,/^$/p;/^Checkpoint /,$p' | cut -c1-120 | head -60
+# (head ends the pipe early on purpose: its writers' SIGPIPE is no failure.)
+"$COLLECTOR" report "${ID2:0:12}" --state-dir "$STATE_DIR" | sed -n '/^checkpoints/,/^$/p;/^Checkpoint /,$p' | cut -c1-120 | head -60 || true
 
 echo
 sleep 0.5 # the recorders let their instances go right after their summaries
 # Nothing may still record: no instance of a container's own, no slot in
 # use. Free slots wait for the next traced container, then go by themselves.
 own=$(ls /sys/kernel/tracing/instances | grep '^oci_ftrace_' | grep -vc '^oci_ftrace_@slot' || true)
-in_use=$(grep -l '"phase": "in-use"' /run/oci-ftrace-syscall-analyzer/pool/*.json 2>/dev/null | wc -l)
+in_use=$({ grep -l '"phase": "in-use"' /run/oci-ftrace-syscall-analyzer/pool/*.json 2>/dev/null || true; } | wc -l)
 free=$(ls /sys/kernel/tracing/instances | grep -c '^oci_ftrace_@slot' || true)
 echo "== trace instances still recording: $((own + in_use)); free slots waiting for the next container: $((free - in_use)) (torn down after --slot-linger-secs, 10 s, or now with: collector gc --reap-idle)"
 [ "$own" = 0 ] && [ "$in_use" = 0 ]
