@@ -1258,10 +1258,15 @@ fn slot_chores(tfs: &TraceFs, pool: &Pool, reap_idle: bool) -> Vec<(SlotState, C
             SlotPhase::InUse { id, state_dir } => {
                 let dir = StateDir::new(state_dir);
                 let claim = Claim { index: slot.index, generation: slot.generation };
-                let recording = dir.read_json::<Recording>(id, STATE_FILE).ok().filter(|r| {
+                let read = dir.read_json::<Recording>(id, STATE_FILE).ok();
+                // Given up on (a signal or the watchdog) before its prestart
+                // could name the slot in state.json: nothing will.
+                let abandoned = read.as_ref().is_some_and(|r| r.not_traced.is_some()) && !instance_owned(&dir, id);
+                let recording = read.filter(|r| {
                     r.slot.as_ref() == Some(&claim) || r.companion.as_ref().is_some_and(|c| c.claim == claim)
                 });
                 match recording {
+                    None if abandoned => Some(Chore::Release),
                     Some(r) if instance_owned(&dir, id) => {
                         let _ = r;
                         None
