@@ -302,12 +302,14 @@ pub fn prestart(settings: &Settings, state: &State) -> Result<Recording> {
     if mode == Mode::Full {
         recording.companion = claim_companion(&tfs, settings, &recording, own_armed + 1);
     }
-    drop(cap_lock);
     if let Err(e) = settings.state_dir.write_json_unsynced(&id, STATE_FILE, &recording) {
         // Nobody would know whose records these are: give the instance up.
         let _ = let_go(&tfs, &recording);
         return Err(e.into());
     }
+    // Only now: a give-up (abandon_prestart) waits for this lock, so it
+    // finds the claim and the state.json that names it, or neither.
+    drop(cap_lock);
     tracing::info!(id = %id, pid, instance = %recording.instance, ?mode, "armed");
 
     let wait = settings.ready_deadline.map_or(settings.ready_timeout, |d| d.saturating_duration_since(Instant::now()));
@@ -471,6 +473,11 @@ fn spawn_gc(collector: &Path, state_dir: &StateDir) -> Result<()> {
 /// quench trigger) goes to a detached `collector gc`, which removes the
 /// instance of a container marked untraced; the hook's own limit is near.
 pub fn abandon_prestart(tfs: &TraceFs, state_dir: &StateDir, id: &str, why: &str, collector: Option<&Path>) -> Result<()> {
+    // Prestart claims and names its slot under this lock. Held until the
+    // process exits (its caller exits right after this returns; the fd
+    // closes then), the give-up sees both or neither, and no claim can
+    // follow it; the gc started below waits for it.
+    std::mem::forget(crate::tracefs::WriterLock::acquire());
     let deadline = Instant::now() + Duration::from_secs(1);
     let mark = || -> Result<()> {
         if let Ok(mut recording) = state_dir.read_json::<Recording>(id, STATE_FILE) {
