@@ -86,7 +86,16 @@ fn prestart_arms_quickly_and_poststop_cleans_up() {
     let read = |rel: &str| std::fs::read_to_string(inst.join(rel)).unwrap_or_default();
     // The container's init alone (pid 0, the idle task, may be left from a
     // release: it makes no syscalls).
-    let pids: Vec<String> = read("set_event_pid").split_whitespace().filter(|p| *p != "0").map(str::to_string).collect();
+    // A claim's canary thread (`record::canary`) may still be listed for a
+    // moment after its exit.
+    let st = read_json(&env.container_dir(id).join("state.json"));
+    let canaries: Vec<String> =
+        st["canaries"].as_array().map(|c| c.iter().map(|t| t.to_string()).collect()).unwrap_or_default();
+    let pids: Vec<String> = read("set_event_pid")
+        .split_whitespace()
+        .filter(|p| *p != "0" && !canaries.iter().any(|c| c == p))
+        .map(str::to_string)
+        .collect();
     assert_eq!(pids, vec![pid.to_string()]);
     assert_eq!(read("tracing_on").trim(), "1");
     assert_eq!(read("options/event-fork").trim(), "1");
@@ -96,11 +105,13 @@ fn prestart_arms_quickly_and_poststop_cleans_up() {
     assert!(read_on.starts_with('1') || read_on.trim() == "0*", "{read_on}");
     // The in-kernel quench, on every syscall: the exit event switches its
     // call's enter event off, for any task but the runtimes' (the sleeper
-    // runs as `crun`).
+    // runs as `crun`) and a claim's canary.
     for call in ["read", "mkdir", "openat", "getpid"] {
         let trigger = read(&format!("events/syscalls/sys_exit_{call}/trigger"));
         assert!(
-            trigger.contains(&format!("disable_event:syscalls:sys_enter_{call}")) && trigger.contains("comm != \"crun\""),
+            trigger.contains(&format!("disable_event:syscalls:sys_enter_{call}"))
+                && trigger.contains("comm != \"crun\"")
+                && trigger.contains("comm != \"ftrace-canary\""),
             "{call}: {trigger}"
         );
     }
@@ -110,7 +121,6 @@ fn prestart_arms_quickly_and_poststop_cleans_up() {
     let kb: u64 = read("buffer_size_kb").trim().parse().unwrap_or(0);
     assert!((1024..1100).contains(&kb), "buffer {kb}");
     assert_eq!(read("options/overwrite").trim(), "0", "a full buffer must keep its oldest records");
-    let st = read_json(&env.container_dir(id).join("state.json"));
     assert_eq!(st["host_pid"], pid);
     assert_eq!(st["instance"], name);
     assert!(st["slot"]["generation"].as_u64().is_some(), "{st}");
@@ -140,6 +150,61 @@ fn prestart_arms_quickly_and_poststop_cleans_up() {
     assert_eq!(summary["complete"], false);
     assert!(env.container_dir(id).join("seccomp.json").exists());
     env.assert_no_instances("after poststop");
+}
+
+/// A slot claimed again still has its last container's pid list, emptied
+/// as those tasks exited; the kernel frees a replaced list only after
+/// grace periods. The claim waits instead for its canary thread to be
+/// recorded (`record::canary`): the new list is live then. The canary's
+/// calls are not the container's and must stay out of the profile; the
+/// container's own calls must be in it.
+#[test]
+fn a_reused_slot_is_claimed_through_a_canary_that_stays_out_of_the_profile() {
+    if !prerequisites(false) {
+        return;
+    }
+    let _g = serial();
+    let env = Env::new();
+    for round in 0..3 {
+        // Once traced: opens and reads a file (`read` is a call of the
+        // canary's too), then waits on stdin; no exec, no threads, no
+        // pread64.
+        let mut task = as_runtime("sh")
+            .args(["-c", "read go; read x < /etc/hostname; read y"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("spawn sh");
+        let pid = task.id();
+        let id = format!("hooktest-reuse-{round}");
+        let (out, _) = hook(&env, "prestart", &state(&id, "creating", Some(pid), true), &[]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let st = read_json(&env.container_dir(&id).join("state.json"));
+        let name = st["instance"].as_str().expect("instance").to_string();
+        let canaries = st["canaries"].as_array().cloned().unwrap_or_default();
+        // From the second round on, the last round's slot is free: reused.
+        if round > 0 {
+            assert_eq!(canaries.len(), 1, "a reused slot is claimed through a canary: {st}");
+        }
+        let _ = task.stdin.take().expect("stdin").write_all(b"go\n");
+        std::thread::sleep(Duration::from_millis(300));
+        stop(task);
+        let (out, _) = hook(&env, "poststop", &state(&id, "stopped", None, true), &[]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let summary = read_json(&env.container_dir(&id).join("summary.json"));
+        let calls = summary["analysis"]["syscalls"].as_object().cloned().unwrap_or_default();
+        // The container's: dd's openat of /etc/hostname and its read.
+        assert!(calls.contains_key("openat") && calls.contains_key("read"), "round {round}: {calls:?}");
+        // The canary's: its stats reads, its wait for the writer, its
+        // thread's end.
+        for canary_call in ["pread64", "wait4", "madvise", "exit"] {
+            assert!(!calls.contains_key(canary_call), "round {round}: the canary's {canary_call} is in the profile: {calls:?}");
+        }
+        // The next round reuses this slot once it is back in the pool.
+        assert!(
+            wait_until(INSTANCE_REMOVAL, || matches!(slot_phase(&name).as_deref(), Some("free") | None)),
+            "slot {name} not released"
+        );
+    }
 }
 
 #[test]
@@ -387,8 +452,15 @@ fn gc_finishes_recordings_whose_container_and_recorder_are_gone() {
 
     // Alive: gc keeps it.
     let gc = || Command::new(collector_bin()).arg("gc").arg("--state-dir").arg(env.state_dir()).output().expect("gc");
-    assert!(gc().status.success());
-    assert!(env.has_instance(id), "gc let a live container's instance go");
+    let gc_out = gc();
+    assert!(gc_out.status.success());
+    assert!(
+        env.has_instance(id),
+        "gc let a live container's instance go: prestart said {}; gc said {}; state {}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&gc_out.stderr),
+        std::fs::read_to_string(env.container_dir(id).join("state.json")).unwrap_or_default()
+    );
 
     // Recorder and container both dead, no poststop (as when CRI-O has not
     // removed the container yet): gc keeps the recording as a profile and

@@ -201,6 +201,7 @@ pub fn prestart(settings: &Settings, state: &State) -> Result<Recording> {
         instance: instance_name(&id),
         slot: None,
         companion: None,
+        canaries: Vec::new(),
         tracefs: tfs.root().to_path_buf(),
         buffer_size_kb: record::buffer_size_kb(mode, settings.buffer_size_kb),
         mode,
@@ -286,10 +287,11 @@ pub fn prestart(settings: &Settings, state: &State) -> Result<Recording> {
                 buffer_size_kb: recording.buffer_size_kb,
             };
             match pool.claim(&tfs, &req)? {
-                Ok((inst, claim)) => {
-                    recording.instance = inst.name().to_string();
-                    recording.slot = Some(claim);
-                    inst
+                Ok(claimed) => {
+                    recording.instance = claimed.inst.name().to_string();
+                    recording.slot = Some(claimed.claim);
+                    recording.canaries.extend(claimed.canary);
+                    claimed.inst
                 }
                 Err(NoSlot::Cap { armed }) => return untraced(recording, cap_reason(armed)),
                 Err(NoSlot::Full { slots }) => {
@@ -300,7 +302,10 @@ pub fn prestart(settings: &Settings, state: &State) -> Result<Recording> {
         None => record::arm(&tfs, &own_name, &[pid], record::buffer_size_kb(mode, settings.buffer_size_kb), mode)?,
     };
     if mode == Mode::Full {
-        recording.companion = claim_companion(&tfs, settings, &recording, own_armed + 1);
+        if let Some((companion, canary)) = claim_companion(&tfs, settings, &recording, own_armed + 1) {
+            recording.companion = Some(companion);
+            recording.canaries.extend(canary);
+        }
     }
     if let Err(e) = settings.state_dir.write_json_unsynced(&id, STATE_FILE, &recording) {
         // Nobody would know whose records these are: give the instance up.
@@ -362,7 +367,7 @@ fn record_to_tracefs(e: record::Error) -> crate::tracefs::Error {
 /// quenched in the kernel, so that a full record that loses events does
 /// not lose a call from the allowlist. `None` (logged) if no slot can be
 /// had: the recording then goes on without one.
-fn claim_companion(tfs: &TraceFs, settings: &Settings, recording: &Recording, armed: usize) -> Option<Companion> {
+fn claim_companion(tfs: &TraceFs, settings: &Settings, recording: &Recording, armed: usize) -> Option<(Companion, Option<i32>)> {
     let comm = recording.runtime_comm.as_deref().and_then(record::quench::plain)?;
     let req = ClaimRequest {
         id: &recording.id,
@@ -375,7 +380,7 @@ fn claim_companion(tfs: &TraceFs, settings: &Settings, recording: &Recording, ar
         buffer_size_kb: None,
     };
     match Pool::at_default().claim(tfs, &req) {
-        Ok(Ok((inst, claim))) => Some(Companion { instance: inst.name().to_string(), claim }),
+        Ok(Ok(c)) => Some((Companion { instance: c.inst.name().to_string(), claim: c.claim }, c.canary)),
         Ok(Err(why)) => {
             tracing::warn!(id = %recording.id, ?why, "full mode without a companion slot: events the full record loses may lose calls");
             None
@@ -430,7 +435,7 @@ fn collect_stale(tfs: &TraceFs, settings: &Settings) {
         return;
     }
     if let Some(collector) = settings.collector.as_deref() {
-        match spawn_gc(collector, &settings.state_dir) {
+        match spawn_gc(collector, &settings.state_dir, None) {
             Ok(()) => return tracing::info!(stale, slots, "stale instances and slots left to a detached gc"),
             Err(e) => tracing::warn!(error = %e, "could not start a detached gc; collecting here"),
         }
@@ -441,10 +446,14 @@ fn collect_stale(tfs: &TraceFs, settings: &Settings) {
     }
 }
 
-/// Starts `collector gc` detached: new session, no stdio, cwd `/`.
-fn spawn_gc(collector: &Path, state_dir: &StateDir) -> Result<()> {
+/// Starts `collector gc` detached: new session, no stdio, cwd `/`;
+/// `after` some time (its `--after`).
+fn spawn_gc(collector: &Path, state_dir: &StateDir, after: Option<Duration>) -> Result<()> {
     let mut cmd = Command::new(collector);
     cmd.arg("gc").arg("--state-dir").arg(state_dir.root()).current_dir("/");
+    if let Some(after) = after {
+        cmd.arg("--after").arg(after.as_secs().to_string());
+    }
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
     // SAFETY: setsid, sigprocmask and close_range are async-signal-safe.
     unsafe {
@@ -490,7 +499,7 @@ pub fn abandon_prestart(tfs: &TraceFs, state_dir: &StateDir, id: &str, why: &str
         stop_recorder(state_dir, id, deadline);
         mark()?;
         stop_recorder(state_dir, id, deadline);
-        if spawn_gc(collector, state_dir).is_ok() {
+        if spawn_gc(collector, state_dir, None).is_ok() {
             return Ok(());
         }
     }
@@ -726,6 +735,7 @@ pub fn record(state_dir: &StateDir, id: &str, ready_fd: Option<i32>, go_fd: Opti
         slot: recording.slot.clone().map(|c| (Pool::at_default(), c)),
         companion: recording.companion.as_ref().and_then(|c| tfs.open_instance(&c.instance).ok().flatten()),
         cpu_stat: record::cgroup::cpu_stat_file(recording.host_pid),
+        foreign: recording.canaries.clone(),
         ..Options::default()
     };
     // On an error the instance stays: poststop reads what is left once it
@@ -792,6 +802,15 @@ pub fn record(state_dir: &StateDir, id: &str, ready_fd: Option<i32>, go_fd: Opti
         Some(Ok(recorder::Removal::Child(pid))) => Some(pid),
         _ => None,
     };
+    // Released here, without a lingering child: a gc started now, that
+    // waits out the linger first, tears the slot down if nobody claimed it.
+    if let (Some(Ok(recorder::Removal::Done)), Some(claim)) = (&removal, recording.slot.as_ref().or(recording.companion.as_ref().map(|c| &c.claim))) {
+        let linger = Pool::at_default().get(claim.index).map_or(record::pool::DEFAULT_LINGER, |s| Duration::from_secs(s.linger_secs));
+        let me = std::env::current_exe().map_err(|cause| Error::Spawn { path: "/proc/self/exe".into(), cause });
+        if let Err(e) = me.and_then(|exe| spawn_gc(&exe, state_dir, Some(linger + Duration::from_secs(1)))) {
+            tracing::warn!(error = %e, "the slot stays armed until the next gc");
+        }
+    }
     if let Some(pid) = remover {
         // Before the summary, which is what poststop waits for.
         info.remover = Some(Task { pid, start_ticks: task_facts(pid).0 });
@@ -966,7 +985,7 @@ fn fallback(
     let Some(inst) = tfs.open_instance(&recording.instance)? else {
         return Err(Error::NoInstance { id: id.clone(), name: recording.instance.clone() });
     };
-    let drained = drain(&inst, recording.host_pid, recording.runtime_comm.as_deref());
+    let drained = drain(&inst, recording);
     // Read or not, the instance goes: a slot to the next container.
     let_go(tfs, recording)?;
     let (window, mut analysis, stream, per_cpu) = drained?;
@@ -1000,10 +1019,10 @@ fn fallback(
 }
 
 /// Stops an instance and reads everything it still holds.
-fn drain(inst: &Instance, init_pid: i32, runtime_comm: Option<&str>) -> Result<(Window, Analysis, StreamStats, Vec<CpuStats>)> {
+fn drain(inst: &Instance, recording: &Recording) -> Result<(Window, Analysis, StreamStats, Vec<CpuStats>)> {
     inst.set_tracing_on(false)?;
-    let mut stream = Stream::open(inst, DECODED_SYSTEMS)?;
-    let mut agg = Aggregator::new(init_pid).with_runtime(runtime_comm);
+    let mut stream = Stream::open(inst, DECODED_SYSTEMS)?.without(&recording.canaries);
+    let mut agg = Aggregator::new(recording.host_pid).with_runtime(recording.runtime_comm.as_deref());
     while stream.round(true, 64, |r| agg.push(r))? {}
     let per_cpu = inst.cpu_stats()?;
     let (window, analysis) = agg.finish();
@@ -1274,10 +1293,7 @@ fn slot_chores(tfs: &TraceFs, pool: &Pool, reap_idle: bool) -> Vec<(SlotState, C
                 });
                 match recording {
                     None if abandoned => Some(Chore::Release),
-                    Some(r) if instance_owned(&dir, id) => {
-                        let _ = r;
-                        None
-                    }
+                    Some(_) if instance_owned(&dir, id) => None,
                     Some(r) if r.not_traced.is_some() || fresh_summary(&dir, &r).is_some() => Some(Chore::Release),
                     Some(r) if !same_task_alive(r.host_pid, r.pid_start_ticks) => Some(Chore::Finish(dir, Box::new(r))),
                     Some(_) => None,

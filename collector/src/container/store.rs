@@ -100,6 +100,10 @@ pub struct Recording {
     /// counts are not (`record::recorder`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub companion: Option<Companion>,
+    /// Threads of the hook whose records open a slot's buffer
+    /// (`record::canary`): not the container's, dropped when read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub canaries: Vec<i32>,
     pub tracefs: PathBuf,
     /// The per-CPU buffer size set at arming; `None`: the kernel's default.
     pub buffer_size_kb: Option<u64>,

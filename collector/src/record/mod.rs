@@ -29,6 +29,7 @@
 //! - The buffer keeps its oldest records when full: a drop can only hide
 //!   later calls, and is counted, so the profile is then marked incomplete.
 
+pub mod canary;
 pub mod cgroup;
 pub mod layouts;
 pub mod nspid;
@@ -117,6 +118,8 @@ pub enum Error {
     Stream(#[from] stream::Error),
     #[error(transparent)]
     Layouts(#[from] layouts::Error),
+    #[error(transparent)]
+    Canary(#[from] canary::Error),
     #[error("trace instance {name} of a slot in {pool} is gone")]
     SlotGone { name: String, pool: std::path::PathBuf },
 }

@@ -8,10 +8,11 @@
 //! mutex: an instance per container would cost 36 s of teardown per
 //! container and stall the starts behind it. A slot is armed once and then
 //! reused:
-//! - claim (a container's prestart): the pid write (the kernel frees the
-//!   last container's filter after a grace period, ~50 ms, the one wait),
-//!   every syscall event back on (the quench left them soft-off), tracing
-//!   on;
+//! - claim (a container's prestart): every syscall event back on (the
+//!   quench left them soft-off), tracing on, then the pid added to the
+//!   filter, which the last container's tasks emptied as they exited: the
+//!   kernel frees the old list only after grace periods (30-40 ms), so
+//!   [`canary`] returns as soon as the new one is live;
 //! - release (after the recorder is done, in a detached process): tracing
 //!   off, triggers the recorder took off put back, the buffer emptied; the
 //!   pid filter empties itself as the container's tasks exit;
@@ -33,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::{quench, Result};
+use super::{canary, quench, Result};
 use crate::tracefs::{Instance, TraceFs, WriterLock, INSTANCE_PREFIX};
 
 /// Where the slots' state files live (tmpfs: gone with the instances at
@@ -47,15 +48,15 @@ pub const SLOT_MARK: &str = "@slot";
 /// How long a released slot waits for the next container by default.
 pub const DEFAULT_LINGER: Duration = Duration::from_secs(10);
 
-/// Runtime comms every slot's quench leaves out, whatever runtime armed
-/// it, so runc and crun containers share slots: runc's init before it
-/// execs the workload, and crun.
-pub const RUNTIME_COMMS: &[&str] = &["runc:[2:INIT]", "crun"];
+/// Comms every slot's quench leaves out, whatever runtime armed it, so
+/// runc and crun containers share slots: runc's init before it execs the
+/// workload, crun, and a claim's [`canary::CANARY_COMM`].
+pub const RUNTIME_COMMS: &[&str] = &["runc:[2:INIT]", "crun", canary::CANARY_COMM];
 
 /// What a slot armed by this build looks like (bumped when arming
 /// changes): a claim reuses only slots of its own version, and gc tears
-/// the others down once they are free.
-pub const SLOT_VERSION: u32 = 1;
+/// the others down once they are free. 2: the canary's comm is left out.
+pub const SLOT_VERSION: u32 = 2;
 
 /// The pause after each trigger removal of a teardown, without the lock.
 const REAP_PAUSE: Duration = Duration::from_millis(20);
@@ -150,6 +151,16 @@ pub struct Claim {
     pub generation: u64,
 }
 
+/// What [`Pool::claim`] gives a container.
+#[derive(Debug)]
+pub struct Claimed {
+    pub inst: Instance,
+    pub claim: Claim,
+    /// The [`canary`] thread whose records open the slot's buffer, if the
+    /// claim needed one.
+    pub canary: Option<i32>,
+}
+
 /// The slots' state files.
 #[derive(Debug, Clone)]
 pub struct Pool {
@@ -240,8 +251,8 @@ impl Pool {
 
     /// Claims a slot for a container: a free one whose quench leaves out
     /// `req.comm`, else one being torn down, else a new one if the cap
-    /// allows. The pid filter is set and tracing is on when this returns.
-    pub fn claim(&self, tfs: &TraceFs, req: &ClaimRequest) -> Result<std::result::Result<(Instance, Claim), NoSlot>> {
+    /// allows. The pid filter is live and tracing is on when this returns.
+    pub fn claim(&self, tfs: &TraceFs, req: &ClaimRequest) -> Result<std::result::Result<Claimed, NoSlot>> {
         let asked = Instant::now();
         let _lock = WriterLock::acquire();
         tracing::debug!(lock_wait_us = asked.elapsed().as_micros() as u64, "claiming a slot");
@@ -260,12 +271,12 @@ impl Pool {
             .find(|s| s.phase == Phase::Free)
             .or_else(|| slots.iter().filter(fits).find(|s| s.phase == Phase::Reaping))
             .cloned();
-        let (inst, mut state) = match reuse {
+        let (inst, mut state, fresh) = match reuse {
             Some(state) => {
                 let inst = tfs
                     .open_instance(&state.instance)?
                     .ok_or_else(|| super::Error::SlotGone { name: state.instance.clone(), pool: self.dir.clone() })?;
-                (inst, state)
+                (inst, state, false)
             }
             None => {
                 // Free slots that fit no one here (another runtime's comm)
@@ -297,7 +308,7 @@ impl Pool {
                     linger_secs: req.linger.as_secs(),
                     buffer_size_kb: req.buffer_size_kb,
                 };
-                (inst, state)
+                (inst, state, true)
             }
         };
         let t0 = Instant::now();
@@ -315,21 +326,32 @@ impl Pool {
             inst.set_buffer_size_kb(kb)?;
             state.buffer_size_kb = req.buffer_size_kb;
         }
-        // A write without truncation builds a new list from the old one
-        // and frees the old after a grace period: the one wait of a claim
-        // (~40 ms; truncating first costs two). The old list is empty, its
-        // tasks gone, or pid 0 (the idle task) after a release that found
-        // tasks; anything else live would be recorded with the container.
-        let stale = inst.event_pids().map(|p| p.into_iter().any(|p| p != 0 && pid_alive(p))).unwrap_or(true);
-        if stale {
-            inst.replace_event_pids(&[req.pid])?;
+        // The old list is empty, its tasks gone, or pid 0 (the idle task)
+        // after a release that found tasks: none of it records or quenches,
+        // so the events and tracing come on first, and the pid last. A
+        // fresh slot has no list yet, and a write to none waits for
+        // nothing. Anything else live in the old list (a release that
+        // failed) would be recorded with the container: that list is
+        // replaced, waiting out the grace period, before anything is on.
+        let stale = !fresh && inst.event_pids().map(|p| p.into_iter().any(|p| p != 0 && pid_alive(p))).unwrap_or(true);
+        let mut canary = None;
+        if fresh || stale {
+            if stale {
+                inst.replace_event_pids(&[req.pid])?;
+            } else {
+                inst.set_event_pids(&[req.pid])?;
+            }
+            inst.set_system("syscalls", true)?;
+            inst.set_tracing_on(true)?;
         } else {
-            inst.set_event_pids(&[req.pid])?;
+            inst.set_system("syscalls", true)?;
+            inst.set_tracing_on(true)?;
+            if let Err(e) = canary::add_pid(&inst, req.pid).map(|tid| canary = Some(tid)) {
+                let _ = inst.set_tracing_on(false);
+                return Err(e.into());
+            }
         }
         let t_pid = t0.elapsed();
-        // Only now: before, any task in the old filter could quench again.
-        inst.set_system("syscalls", true)?;
-        inst.set_tracing_on(true)?;
         tracing::debug!(
             slot = state.index,
             restored,
@@ -350,14 +372,14 @@ impl Pool {
             let _ = inst.set_tracing_on(false);
             return Err(crate::tracefs::Error::Write { path: self.file(state.index), value: "slot state".into(), cause: e }.into());
         }
-        Ok(Ok((inst, claim)))
+        Ok(Ok(Claimed { inst, claim, canary }))
     }
 
     /// Takes the quench trigger of `exit` off a slot in use by `claim`,
     /// and notes it so the release puts it back. Holds [`WriterLock`] for
     /// the grace periods the kernel waits out.
     pub fn take_trigger_off(&self, inst: &Instance, claim: &Claim, exit: &str) -> bool {
-        let _lock = WriterLock::acquire();
+        let _lock = WriterLock::acquire_yielding(REAP_PAUSE);
         let Some(mut state) = self.get(claim.index).filter(|s| s.generation == claim.generation) else { return false };
         if state.instance != inst.name() {
             return false;
@@ -448,7 +470,7 @@ impl Pool {
     pub fn reap(&self, tfs: &TraceFs, index: u32, generation: Option<u64>) -> Result<bool> {
         let mut pending: Option<Vec<String>> = None;
         loop {
-            let lock = WriterLock::acquire();
+            let lock = WriterLock::acquire_yielding(REAP_PAUSE);
             let Some(mut state) = self.get(index) else { return Ok(false) };
             let ours = generation.is_none_or(|g| g == state.generation);
             if !ours || !matches!(state.phase, Phase::Free | Phase::Reaping) {

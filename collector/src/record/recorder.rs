@@ -58,6 +58,9 @@ pub struct Options {
     /// quench, read beside the full record; its calls complete the
     /// allowlist when the full record loses events.
     pub companion: Option<Instance>,
+    /// Tasks whose records open the buffers but are not the container's
+    /// (claims' canaries, `record::canary`).
+    pub foreign: Vec<i32>,
 }
 
 impl Default for Options {
@@ -70,6 +73,7 @@ impl Default for Options {
             slot: None,
             cpu_stat: None,
             companion: None,
+            foreign: Vec::new(),
         }
     }
 }
@@ -137,9 +141,9 @@ pub fn run(
     let pidfd = pidfd_open(init_pid);
     let pipes = inst.open_raw_pipes()?;
     let t_pipes = t0.elapsed();
-    let stream = Stream::with_layouts(pipes, &layouts);
+    let stream = Stream::with_layouts(pipes, &layouts).without(&opts.foreign);
     let companion = match &opts.companion {
-        Some(c) => Some((c, Stream::with_layouts(c.open_raw_pipes()?, &layouts))),
+        Some(c) => Some((c, Stream::with_layouts(c.open_raw_pipes()?, &layouts).without(&opts.foreign))),
         None => None,
     };
     let syscall_events: Vec<String> =
@@ -506,11 +510,18 @@ pub enum Removal {
 /// slower, never wrong.)
 ///
 /// Only forks when this process has a single thread, so the child may
-/// allocate and log. Otherwise, or if fork fails, runs here (a slot is then
-/// released without lingering: gc tears it down after its linger time).
+/// allocate and log. Threads just joined still count until the kernel has
+/// reaped them (a while under an emulator), so this waits up to
+/// [`SINGLE_THREAD_WAIT`] for that. Otherwise, or if fork fails, runs here
+/// (a slot is then released without lingering; the caller leaves its
+/// teardown to a delayed gc).
 pub fn hand_off(
     let_go: impl FnOnce(bool) -> crate::tracefs::Result<()>,
 ) -> crate::tracefs::Result<Removal> {
+    let deadline = Instant::now() + SINGLE_THREAD_WAIT;
+    while thread_count() != Some(1) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
     if thread_count() == Some(1) {
         // SAFETY: single-threaded (checked above), so no lock or allocator
         // state is held by another thread at the fork; the child only lets
@@ -573,6 +584,9 @@ fn children_of(pid: i32) -> Vec<i32> {
 }
 
 /// The number of threads of this process, from /proc/self/status.
+/// How long [`hand_off`] waits for joined threads to be gone.
+const SINGLE_THREAD_WAIT: Duration = Duration::from_secs(2);
+
 fn thread_count() -> Option<usize> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|v| v.trim().parse().ok())

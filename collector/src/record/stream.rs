@@ -67,6 +67,34 @@ pub struct Stream {
     page: Vec<u8>,
     stats: StreamStats,
     problems: u32,
+    /// Tasks whose records are not the container's (a claim's canary,
+    /// `record::canary`), dropped up to and with their exit record; a
+    /// later task with the same id is the container's.
+    foreign: Vec<Foreign>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Foreign {
+    pid: i32,
+    exited_at: Option<u64>,
+}
+
+impl Foreign {
+    /// True if `r` is this task's (records come in time order).
+    fn owns(&mut self, r: &Record) -> bool {
+        if r.pid != self.pid {
+            return false;
+        }
+        match self.exited_at {
+            Some(t) => r.ts_ns <= t,
+            None => {
+                if matches!(r.event, Event::Exit { .. }) {
+                    self.exited_at = Some(r.ts_ns);
+                }
+                true
+            }
+        }
+    }
 }
 
 impl Stream {
@@ -94,7 +122,14 @@ impl Stream {
             newest: 0,
             stats: StreamStats::default(),
             problems: 0,
+            foreign: Vec::new(),
         }
+    }
+
+    /// Drops the records of these tasks, up to and with their exit.
+    pub fn without(mut self, pids: &[i32]) -> Self {
+        self.foreign = pids.iter().map(|&pid| Foreign { pid, exited_at: None }).collect();
+        self
     }
 
     pub fn stats(&self) -> &StreamStats {
@@ -161,7 +196,11 @@ impl Stream {
         // Stable sort: equal stamps keep CPU-then-read order.
         self.held.sort_by_key(|r| r.ts_ns);
         let cut = self.held.partition_point(|r| r.ts_ns <= limit);
+        let foreign = &mut self.foreign;
         for r in self.held.drain(..cut) {
+            if foreign.iter_mut().any(|f| f.owns(&r)) {
+                continue;
+            }
             sink(&r);
         }
         Ok(more)
@@ -212,5 +251,28 @@ impl Stream {
             }
         }
         stats.records += good;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(pid: i32, ts_ns: u64, event: Event) -> Record {
+        Record { pid, tgid: None, comm: String::new(), cpu: 0, ts_ns, event }
+    }
+
+    fn call(pid: i32, ts_ns: u64) -> Record {
+        rec(pid, ts_ns, Event::SysEnter { nr: 17, args: [0; 6] })
+    }
+
+    #[test]
+    fn a_foreign_task_is_dropped_up_to_its_exit_and_its_id_is_free_after() {
+        let mut f = Foreign { pid: 7, exited_at: None };
+        assert!(f.owns(&call(7, 10)));
+        assert!(!f.owns(&call(8, 11)), "another task is the container's");
+        assert!(f.owns(&rec(7, 12, Event::Exit { pid: 7, comm: "ftrace-canary".into(), group_dead: None })));
+        assert!(f.owns(&call(7, 12)), "a record stamped with the exit is still the canary's");
+        assert!(!f.owns(&call(7, 13)), "a later task with the same id is the container's");
     }
 }

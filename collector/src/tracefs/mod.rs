@@ -29,15 +29,25 @@ pub const TRIGGER_REMOVAL_PAUSE: std::time::Duration = std::time::Duration::from
 /// The lock file of [`WriterLock`].
 pub const WRITER_LOCK: &str = "/run/oci-ftrace-syscall-analyzer/tracefs.lock";
 
+/// Held shared by every [`WriterLock::acquire`] from before it waits
+/// until it lets go: a trigger remover ([`WriterLock::acquire_yielding`])
+/// that sees it held lets the lock go again.
+pub const WRITER_INTENT: &str = "/run/oci-ftrace-syscall-analyzer/tracefs.intent";
+
 /// A machine-wide lock between the two kinds of tracefs writers that meet
 /// on the kernel's `event_mutex`: a trigger removal, which holds it for a
-/// grace period (60-150 ms), and an arming, a burst of ~50 short writes on
-/// a container's start path. Without it each write of the burst could wait
-/// out a removal of its own. Taken per removal and around the whole
-/// arming, so arming waits for at most one removal. Best effort: if the
-/// lock file cannot be had, nothing is locked. Re-entrant within a thread.
+/// grace period (60-150 ms, seconds under an emulator), and an arming or
+/// claim, a burst of short writes on a container's start path. Without it
+/// each write of the burst could wait out a removal of its own. Removals
+/// take it per trigger, and yield it to a start that waits
+/// ([`WriterLock::acquire_yielding`]): flock is not fair, and a few
+/// removers taking turns could otherwise keep a start waiting for
+/// seconds. So a start waits for at most the one removal under way. Best
+/// effort: if the lock file cannot be had, nothing is locked. Re-entrant
+/// within a thread.
 pub struct WriterLock {
     _file: Option<nix::fcntl::Flock<fs::File>>,
+    _intent: Option<nix::fcntl::Flock<fs::File>>,
     outer: bool,
 }
 
@@ -45,24 +55,46 @@ thread_local! {
     static WRITER_LOCK_HELD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+fn lock_file(path: &str, how: nix::fcntl::FlockArg) -> Option<nix::fcntl::Flock<fs::File>> {
+    let path = Path::new(path);
+    if let Some(dir) = path.parent() {
+        let _ = fs::create_dir_all(dir);
+    }
+    let file = OpenOptions::new().create(true).truncate(false).write(true).open(path).ok()?;
+    nix::fcntl::Flock::lock(file, how).ok()
+}
+
 impl WriterLock {
+    /// For a container's start path (and anything short): waits for the
+    /// lock, announcing itself so removers yield.
     pub fn acquire() -> Self {
         if WRITER_LOCK_HELD.with(|h| h.get()) {
-            return WriterLock { _file: None, outer: false };
+            return WriterLock { _file: None, _intent: None, outer: false };
         }
-        let path = Path::new(WRITER_LOCK);
-        if let Some(dir) = path.parent() {
-            let _ = fs::create_dir_all(dir);
-        }
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .ok()
-            .and_then(|f| nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).ok());
+        let intent = lock_file(WRITER_INTENT, nix::fcntl::FlockArg::LockShared);
+        let file = lock_file(WRITER_LOCK, nix::fcntl::FlockArg::LockExclusive);
         WRITER_LOCK_HELD.with(|h| h.set(true));
-        WriterLock { _file: file, outer: true }
+        WriterLock { _file: file, _intent: intent, outer: true }
+    }
+
+    /// For a trigger removal: takes the lock only when no start is
+    /// waiting for it, pausing `pause` between tries.
+    pub fn acquire_yielding(pause: std::time::Duration) -> Self {
+        if WRITER_LOCK_HELD.with(|h| h.get()) {
+            return WriterLock { _file: None, _intent: None, outer: false };
+        }
+        loop {
+            let file = lock_file(WRITER_LOCK, nix::fcntl::FlockArg::LockExclusive);
+            // Nobody holds the intent shared: no start waits (one that
+            // comes now waits for this removal only).
+            let waiting = file.is_some() && lock_file(WRITER_INTENT, nix::fcntl::FlockArg::LockExclusiveNonblock).is_none();
+            if !waiting {
+                WRITER_LOCK_HELD.with(|h| h.set(true));
+                return WriterLock { _file: file, _intent: None, outer: true };
+            }
+            drop(file);
+            std::thread::sleep(pause);
+        }
     }
 }
 
@@ -234,6 +266,60 @@ impl CpuStats {
     }
 }
 
+/// Open `per_cpu/cpuN/stats` files, read again with each call (one
+/// `pread` per CPU, no path lookups).
+#[derive(Debug)]
+pub struct CpuStatsFiles {
+    files: Vec<(u32, fs::File)>,
+}
+
+impl CpuStatsFiles {
+    /// The `entries` count of `cpu`'s buffer now (`None`: no such CPU or
+    /// unreadable).
+    pub fn entries(&self, cpu: u32) -> Option<u64> {
+        use std::os::unix::fs::FileExt;
+        let (_, file) = self.files.iter().find(|(c, _)| *c == cpu)?;
+        let mut buf = [0u8; 512];
+        let n = file.read_at(&mut buf, 0).ok()?;
+        let text = std::str::from_utf8(&buf[..n]).ok()?;
+        Some(CpuStats::parse(cpu, text).entries)
+    }
+
+    pub fn cpus(&self) -> impl Iterator<Item = u32> + '_ {
+        self.files.iter().map(|(c, _)| *c)
+    }
+}
+
+/// A write of [`Instance::add_event_pids_detached`], done by a child.
+#[derive(Debug)]
+pub struct DetachedWrite {
+    child: nix::unistd::Pid,
+    done: Option<bool>,
+}
+
+impl DetachedWrite {
+    /// `Some(ok)` once the child has finished (and is reaped), `None`
+    /// while its write is still blocked.
+    pub fn finished(&mut self) -> Option<bool> {
+        use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+        if self.done.is_none() {
+            self.done = match waitpid(self.child, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => None,
+                Ok(WaitStatus::Exited(_, code)) => Some(code == 0),
+                Ok(_) => Some(false),
+                // Reaped by someone else (a SIGCHLD-ignoring parent):
+                // finished, outcome unknown; the caller checks the list.
+                Err(_) => Some(false),
+            };
+        }
+        self.done
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_raw()
+    }
+}
+
 /// One of our trace instances. Plain handle: see [`InstanceGuard`] for
 /// removal on every path.
 #[derive(Debug, Clone)]
@@ -296,6 +382,45 @@ impl Instance {
         let err = |cause| Error::Write { path: path.clone(), value: value.clone(), cause };
         let mut f = OpenOptions::new().write(true).truncate(true).open(&path).map_err(err)?;
         f.write_all(value.as_bytes()).map_err(err)
+    }
+
+    /// Adds these pids to a `set_event_pid` that already holds a list,
+    /// from a forked child, and returns while the child's write may still
+    /// be blocked. The kernel makes the new list live at once, then waits
+    /// out grace periods (30-40 ms) before the write returns, to free the
+    /// old list; a caller on a container's start path must not wait for
+    /// that, but must know when the list is live: see `record::pool`'s
+    /// canary. The child keeps no other file of ours open and writes
+    /// nothing to our stdio.
+    pub fn add_event_pids_detached(&self, pids: &[i32]) -> Result<DetachedWrite> {
+        use std::os::fd::AsRawFd;
+        let path = self.path.join("set_event_pid");
+        let value = pids.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" ");
+        let err = |cause| Error::Write { path: path.clone(), value: value.clone(), cause };
+        let file = OpenOptions::new().write(true).open(&path).map_err(err)?;
+        let null = OpenOptions::new().read(true).write(true).open("/dev/null").map_err(err)?;
+        let (fd, null_fd) = (file.as_raw_fd(), null.as_raw_fd());
+        // SAFETY: the child calls only async-signal-safe functions (setsid,
+        // dup2, close_range, write, _exit) on memory prepared before the
+        // fork, so other threads' locks do not matter to it.
+        match unsafe { nix::unistd::fork() } {
+            Ok(nix::unistd::ForkResult::Child) => unsafe {
+                use nix::libc;
+                libc::setsid();
+                for target in 0..3 {
+                    libc::dup2(null_fd, target);
+                }
+                let (low, high) = if fd < null_fd { (fd, null_fd) } else { (null_fd, fd) };
+                libc::syscall(libc::SYS_close_range, 3u32, (low - 1) as u32, 0u32);
+                libc::syscall(libc::SYS_close_range, (low + 1) as u32, (high - 1) as u32, 0u32);
+                libc::syscall(libc::SYS_close_range, (high + 1) as u32, u32::MAX, 0u32);
+                let bytes = value.as_bytes();
+                let n = libc::write(fd, bytes.as_ptr().cast(), bytes.len());
+                libc::_exit(if n == bytes.len() as isize { 0 } else { 1 })
+            },
+            Ok(nix::unistd::ForkResult::Parent { child }) => Ok(DetachedWrite { child, done: None }),
+            Err(e) => Err(err(std::io::Error::from(e))),
+        }
     }
 
     pub fn event_pids(&self) -> Result<Vec<i32>> {
@@ -415,7 +540,7 @@ impl Instance {
         let mut removed = 0;
         for trigger in triggers {
             let Some(command) = removal_command(&trigger) else { continue };
-            let lock = WriterLock::acquire();
+            let lock = WriterLock::acquire_yielding(pause);
             match self.add_trigger(system, event, &command) {
                 Ok(()) => removed += 1,
                 Err(e) => tracing::debug!(error = %e, "could not remove a trigger"),
@@ -424,6 +549,17 @@ impl Instance {
             std::thread::sleep(pause);
         }
         removed
+    }
+
+    /// Each CPU's `stats` file, open, for [`CpuStatsFiles::entries`].
+    pub fn open_cpu_stats(&self) -> Result<CpuStatsFiles> {
+        let mut files = Vec::new();
+        for (cpu, dir) in self.cpu_dirs()? {
+            let path = dir.join("stats");
+            let file = fs::File::open(&path).map_err(|cause| Error::Read { path, cause })?;
+            files.push((cpu, file));
+        }
+        Ok(CpuStatsFiles { files })
     }
 
     /// Ring-buffer accounting for every CPU of this instance.

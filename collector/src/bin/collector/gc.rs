@@ -17,9 +17,16 @@ pub struct Args {
     /// linger time (seconds per slot: one grace period per trigger).
     #[arg(long)]
     reap_idle: bool,
+    /// Wait this many seconds first (a recorder that released its slot
+    /// itself starts one to tear it down once its linger time is over).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(0..=3600))]
+    after: Option<u64>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(secs) = args.after {
+        std::thread::sleep(std::time::Duration::from_secs(secs));
+    }
     let tfs = TraceFs::locate_or_mount()?;
     let report = lifecycle::gc(&tfs, &StateDir::new(&args.state_dir), args.reap_idle)?;
     for name in &report.removed {
