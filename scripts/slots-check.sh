@@ -16,7 +16,9 @@ pool=/run/oci-ftrace-syscall-analyzer/pool
 own() { ls "$inst" 2>/dev/null | grep '^oci_ftrace_' | grep -v '^oci_ftrace_@slot' || true; }
 in_use() { grep -l '"phase": "in-use"' "$pool"/*.json 2>/dev/null || true; }
 slots() { ls "$inst" 2>/dev/null | grep -c '^oci_ftrace_@slot' || true; }
-triggers() { cat "$inst"/oci_ftrace_@slot*/events/syscalls/*/trigger 2>/dev/null | grep -c '^disable_event' || true; }
+# Trigger files are read under the collector's writer lock: a read racing
+# a removal oopsed kernel 6.1 (collector/src/tracefs/mod.rs).
+triggers() { flock /run/oci-ftrace-syscall-analyzer/tracefs.lock sh -c "cat $inst/oci_ftrace_@slot*/events/syscalls/*/trigger 2>/dev/null" | grep -c '^disable_event' || true; }
 
 t0=$(date +%s)
 while [ -n "$(own)$(in_use)" ] && [ $(( $(date +%s) - t0 )) -lt 20 ]; do sleep 1; done

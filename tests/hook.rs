@@ -107,7 +107,12 @@ fn prestart_arms_quickly_and_poststop_cleans_up() {
     // call's enter event off, for any task but the runtimes' (the sleeper
     // runs as `crun`) and a claim's canary.
     for call in ["read", "mkdir", "openat", "getpid"] {
-        let trigger = read(&format!("events/syscalls/sys_exit_{call}/trigger"));
+        // Trigger files are read under the writer lock, as the collector
+        // reads them (a read racing a removal oopsed kernel 6.1).
+        let trigger = {
+            let _lock = collector::tracefs::WriterLock::acquire();
+            read(&format!("events/syscalls/sys_exit_{call}/trigger"))
+        };
         assert!(
             trigger.contains(&format!("disable_event:syscalls:sys_enter_{call}"))
                 && trigger.contains("comm != \"crun\"")

@@ -535,20 +535,39 @@ impl Instance {
     /// and followed by `pause` without it, so that an arming waiting for
     /// the lock gets it (a lock released and taken again at once would
     /// starve it). Returns how many went (see [`Instance::clear_triggers`]).
+    ///
+    /// The trigger file is read under the lock too: on 6.1 a read of a
+    /// trigger file racing another process's trigger removal or rmdir of
+    /// the same instance oopsed in `trigger_start` with `event_mutex`
+    /// held, which hangs every tracefs user until a reboot (seen with two
+    /// gcs removing one instance).
     pub fn remove_triggers(&self, system: &str, event: &str, pause: std::time::Duration) -> usize {
-        let Ok(triggers) = self.triggers(system, event) else { return 0 };
         let mut removed = 0;
-        for trigger in triggers {
-            let Some(command) = removal_command(&trigger) else { continue };
+        // Bounded by the first count: a removal the kernel takes without
+        // removing anything must not loop.
+        let mut tries: Option<usize> = None;
+        loop {
             let lock = WriterLock::acquire_yielding(pause);
+            if !self.path.exists() {
+                return removed;
+            }
+            let Ok(triggers) = self.triggers(system, event) else { return removed };
+            let left = tries.get_or_insert(triggers.len());
+            if *left == 0 {
+                return removed;
+            }
+            *left -= 1;
+            let Some(command) = triggers.iter().find_map(|t| removal_command(t)) else { return removed };
             match self.add_trigger(system, event, &command) {
                 Ok(()) => removed += 1,
-                Err(e) => tracing::debug!(error = %e, "could not remove a trigger"),
+                Err(e) => {
+                    tracing::debug!(error = %e, "could not remove a trigger");
+                    return removed;
+                }
             }
             drop(lock);
             std::thread::sleep(pause);
         }
-        removed
     }
 
     /// Each CPU's `stats` file, open, for [`CpuStatsFiles::entries`].
@@ -588,6 +607,9 @@ impl Instance {
         for system in TRIGGER_SYSTEMS {
             self.clear_triggers(system, TRIGGER_REMOVAL_PAUSE);
         }
+        // Under the lock, as every trigger read and write of ours is (see
+        // `remove_triggers`).
+        let _lock = WriterLock::acquire_yielding(TRIGGER_REMOVAL_PAUSE);
         match fs::remove_dir(&self.path) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
