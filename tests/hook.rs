@@ -697,3 +697,106 @@ fn sigterm_during_prestart_is_handled_and_leaves_nothing_recording() {
     }
     env.assert_no_instances("after SIGTERM");
 }
+
+/// A tmpfs of `kb` KiB mounted for the test's life.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn new(kb: u32) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={kb}k,mode=0700"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("mount");
+        assert!(st.success(), "could not mount a tmpfs");
+        SmallDisk { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Fills what is left, so the next write fails with ENOSPC.
+    fn fill(&self) {
+        let _ = Command::new("dd")
+            .args(["if=/dev/zero", "bs=4k"])
+            .arg(format!("of={}", self.path().join("fill").display()))
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+    }
+}
+
+/// The state dir fills up while a container is traced: its profile cannot
+/// be written. The runtime's poststop still succeeds (fail-open), the
+/// hook says why in one line naming ENOSPC, no profile is left without its
+/// summary (or the other way round), and the slot goes back to the pool.
+/// The profile is held in /run meanwhile (the kernel's buffer was read
+/// once): once there is room, gc moves it into place, whole.
+#[test]
+fn a_full_state_disk_loses_no_instance_and_says_so() {
+    if !prerequisites(false) {
+        return;
+    }
+    let _g = serial();
+    let disk = SmallDisk::new(512);
+    let state_dir = disk.path().join("state");
+    let run = |stage: &str, stdin: &str| {
+        let mut child = Command::new(hook_bin())
+            .arg(stage)
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn hook");
+        child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write state");
+        child.wait_with_output().expect("hook output")
+    };
+    let task = sleeper();
+    let id = "hooktest-full-disk";
+    let out = run("prestart", &state(id, "creating", Some(task.id()), true));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let st = read_json(&state_dir.join(id).join("state.json"));
+    let name = st["instance"].as_str().expect("traced").to_string();
+    disk.fill();
+    stop(task);
+    let out = run("poststop", &state(id, "stopped", None, true));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "poststop must not fail the runtime: {said}");
+    assert!(said.contains("No space left on device"), "the hook must name ENOSPC: {said}");
+    assert_eq!(said.trim().lines().count(), 1, "one line: {said}");
+    assert!(said.contains("held in"), "the profile is kept until there is room: {said}");
+    let dir = state_dir.join(id);
+    let has = |f: &str| dir.join(f).exists();
+    assert_eq!(has("seccomp.json"), has("summary.json"), "a profile without its summary or the other way round");
+    let temps: Vec<_> = std::fs::read_dir(&dir).expect("container dir").filter_map(|e| e.ok()).map(|e| e.file_name()).filter(|n| n.to_string_lossy().contains(".tmp.")).collect();
+    assert!(temps.is_empty(), "temp files left: {temps:?}");
+    // The slot goes back to the pool.
+    let released = wait_until(INSTANCE_REMOVAL, || matches!(slot_phase(&name).as_deref(), Some("free" | "reaping") | None));
+    assert!(released, "slot {name} still {:?}", slot_phase(&name));
+    // Room again: gc writes what the recorder could not.
+    let _ = std::fs::remove_file(disk.path().join("fill"));
+    let mut gc_said = String::new();
+    if !has("summary.json") {
+        let out = Command::new(collector_bin()).arg("gc").arg("--state-dir").arg(&state_dir).output().expect("gc");
+        gc_said = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{gc_said}");
+    }
+    assert!(has("summary.json"), "poststop said {said}; gc said {gc_said}; files {:?}", std::fs::read_dir(&dir).map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect::<Vec<_>>()));
+    let summary = read_json(&dir.join("summary.json"));
+    assert!(summary["complete"].is_boolean(), "{summary}");
+    assert!(has("seccomp.json"));
+    // The sleeper's runtime comm and first event make the usual honest
+    // caveat, nothing about the disk: the held profile is the recorder's.
+    assert_eq!(summary["finished_by"], "recorder", "{summary}");
+}

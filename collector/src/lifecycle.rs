@@ -94,6 +94,8 @@ pub enum Error {
     Spawn { path: PathBuf, cause: std::io::Error },
     #[error("recorder for container {id}: prestart did not arm the instance (its go pipe closed)")]
     NoGo { id: String },
+    #[error("{cause}; the profile of container {id} is held in {} until there is room (poststop or gc moves it)", held.display())]
+    Held { id: String, held: PathBuf, cause: store::Error },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -880,6 +882,17 @@ fn finish(settings: &Settings, recording: &Recording) -> Result<Summary> {
             }
         }
     }
+    // The recorder's outcome, held while the state dir was full: into
+    // place now if there is room, else it stays held (and this says so).
+    match crate::container::held::place(&settings.state_dir, id) {
+        Ok(_) => {}
+        Err(cause) => {
+            if !instance_owned(&settings.state_dir, id) {
+                let_go(&tfs, recording)?;
+            }
+            return Err(Error::Held { id: id.to_string(), held: crate::container::held::dir_for(&settings.state_dir, id), cause });
+        }
+    }
     if let Some(summary) = fresh_summary(&settings.state_dir, recording) {
         if !instance_owned(&settings.state_dir, id) {
             let_go(&tfs, recording)?;
@@ -1176,7 +1189,17 @@ pub fn write_outcome(state_dir: &StateDir, recording: &Recording, o: Outcome) ->
     let mut summary_json = serde_json::to_vec_pretty(&summary)
         .map_err(|cause| store::Error::Serialize { path: summary_path.clone(), cause })?;
     summary_json.push(b'\n');
-    store::write_all_atomic(&[(&profile_path, profile_json.as_bytes()), (&summary_path, &summary_json)])?;
+    if let Err(cause) = store::write_all_atomic(&[(&profile_path, profile_json.as_bytes()), (&summary_path, &summary_json)]) {
+        // Every call was read once from the kernel: kept elsewhere, or
+        // lost (a full state dir).
+        return Err(match crate::container::held::hold(state_dir, id, profile_json.as_bytes(), &summary_json) {
+            Ok(held) => Error::Held { id: id.clone(), held, cause },
+            Err(e) => {
+                tracing::warn!(id = %id, error = %e, "could not hold the profile either");
+                cause.into()
+            }
+        });
+    }
     if summary.complete {
         tracing::info!(id = %id, syscalls = names.len(), rule = %summary.rule_text, "profile written");
     } else {
@@ -1226,6 +1249,13 @@ pub fn gc(tfs: &TraceFs, state_dir: &StateDir, reap_idle: bool) -> Result<GcRepo
         }
         tracing::info!(instance = %name, "collected stale instance");
         report.removed.push(name);
+    }
+    for id in crate::container::held::held_ids(state_dir) {
+        match crate::container::held::place(state_dir, &id) {
+            Ok(Some(from)) => tracing::info!(id = %id, from = %from.display(), "held profile moved into place"),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(id = %id, error = %e, "held profile still has no room"),
+        }
     }
     let pool = Pool::at_default();
     for (slot, chore) in slot_chores(tfs, &pool, reap_idle) {

@@ -2,6 +2,7 @@
 //! and its folder in the state directory (`state.json`, `seccomp.json`,
 //! `summary.json`).
 
+pub mod held;
 pub mod input;
 pub mod store;
 

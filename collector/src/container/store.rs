@@ -321,13 +321,22 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic_as(path, bytes, Durability::Synced)
 }
 
-/// [`write_atomic`], with the syncs only if `durability` asks for them.
 /// Writes several files so that either all are replaced or none is: every
 /// temp file is written and synced first (a full disk fails here, and the
 /// old files stay), then each is renamed into place (a rename needs no
 /// space). Used for a profile and its summary, which only make sense
 /// together.
 pub fn write_all_atomic(files: &[(&Path, &[u8])]) -> Result<()> {
+    write_all_atomic_as(files, Durability::Synced)
+}
+
+fn write_atomic_as(path: &Path, bytes: &[u8], durability: Durability) -> Result<()> {
+    write_all_atomic_as(&[(path, bytes)], durability)
+}
+
+/// [`write_all_atomic`], with the syncs only if `durability` asks for them.
+fn write_all_atomic_as(files: &[(&Path, &[u8])], durability: Durability) -> Result<()> {
+    let synced = durability == Durability::Synced;
     let mut temps: Vec<(PathBuf, &Path)> = Vec::new();
     let cleanup = |temps: &[(PathBuf, &Path)]| {
         for (tmp, _) in temps {
@@ -341,7 +350,10 @@ pub fn write_all_atomic(files: &[(&Path, &[u8])]) -> Result<()> {
         let written = (|| {
             let mut f = File::create(&tmp)?;
             f.write_all(bytes)?;
-            f.sync_all()
+            if synced {
+                f.sync_all()?;
+            }
+            Ok(())
         })();
         temps.push((tmp, path));
         if let Err(cause) = written {
@@ -355,35 +367,13 @@ pub fn write_all_atomic(files: &[(&Path, &[u8])]) -> Result<()> {
             return Err(Error::Write { path: path.to_path_buf(), cause });
         }
     }
-    for dir in temps.iter().filter_map(|(_, p)| p.parent()).collect::<std::collections::BTreeSet<_>>() {
-        let _ = File::open(dir).and_then(|d| d.sync_all());
+    // Make the renames themselves durable.
+    if synced {
+        for dir in temps.iter().filter_map(|(_, p)| p.parent()).collect::<std::collections::BTreeSet<_>>() {
+            let _ = File::open(dir).and_then(|d| d.sync_all());
+        }
     }
     Ok(())
-}
-
-fn write_atomic_as(path: &Path, bytes: &[u8], durability: Durability) -> Result<()> {
-    let synced = durability == Durability::Synced;
-    let err = |cause| Error::Write { path: path.to_path_buf(), cause };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        if synced {
-            f.sync_all()?;
-        }
-        fs::rename(&tmp, path)?;
-        // Make the rename itself durable.
-        if synced {
-            File::open(dir)?.sync_all()?;
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(err)
 }
 
 /// Annotations as a sorted map (the OCI type uses a HashMap).
