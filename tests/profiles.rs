@@ -55,10 +55,7 @@ fn clone3_unseen_gets_enosys_and_threads_start() {
     }
     let _g = serial();
     let env = Env::new();
-    let bin = env.rootfs().join("bin/threads");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/threads.c");
-    let cc = Command::new("gcc").args(["-static", "-O2", "-pthread", "-o"]).arg(&bin).arg(&src).output().expect("gcc");
-    assert!(cc.status.success(), "gcc: {}", String::from_utf8_lossy(&cc.stderr));
+    build_fixture("threads", &env.rootfs().join("bin/threads"), &["-pthread"]);
 
     // The runtime profile: the installed default without clone3.
     let mut runtime_profile = read_json(Path::new(DEFAULT_PROFILE));

@@ -60,6 +60,15 @@ wait $pid
     path
 }
 
+/// A test env whose hook starts its recorder through [`stopping_collector`]
+/// (stopped for `hold` at "ready"); the scratch dir holds the stand-in and
+/// its `stopped.pid`.
+fn stopped_recorder_env(hold: Duration) -> (Env, tempfile::TempDir) {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let stand_in = stopping_collector(scratch.path(), hold);
+    (Env::with_hook_args(&[&format!("--collector={}", stand_in.display())]), scratch)
+}
+
 /// Busy loops on every CPU until dropped (or `limit`, enforced by
 /// `timeout`, which passes our SIGTERM on to its loop), each in its own
 /// process so the scheduler treats them as the recorder's peers.
@@ -126,10 +135,8 @@ fn a_stopped_recorder_loses_nothing_of_a_container_busy_from_its_first_instant()
         return;
     }
     let _g = serial();
-    let scratch = tempfile::tempdir().expect("tempdir");
     let hold = Duration::from_secs(3);
-    let stand_in = stopping_collector(scratch.path(), hold);
-    let env = Env::with_hook_args(&[&format!("--collector={}", stand_in.display())]);
+    let (env, scratch) = stopped_recorder_env(hold);
     let t0 = Instant::now();
     let run = env.run(true, None, BUSY);
     assert!(scratch.path().join("stopped.pid").exists(), "the recorder was never stopped");
@@ -161,14 +168,8 @@ fn a_stopped_recorder_loses_nothing_of_a_flood_of_rare_calls() {
         return;
     }
     let _g = serial();
-    let scratch = tempfile::tempdir().expect("tempdir");
-    let hold = Duration::from_secs(3);
-    let stand_in = stopping_collector(scratch.path(), hold);
-    let env = Env::with_hook_args(&[&format!("--collector={}", stand_in.display())]);
-    let bin = env.rootfs().join("bin/flood");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/flood.c");
-    let cc = std::process::Command::new("gcc").args(["-static", "-O2", "-o"]).arg(&bin).arg(&src).output().expect("gcc");
-    assert!(cc.status.success(), "gcc: {}", String::from_utf8_lossy(&cc.stderr));
+    let (env, scratch) = stopped_recorder_env(Duration::from_secs(3));
+    build_fixture("flood", &env.rootfs().join("bin/flood"), &[]);
     let script = "/bin/flood 1000000";
     let run = env.run(true, None, script);
     assert!(scratch.path().join("stopped.pid").exists(), "the recorder was never stopped");
@@ -185,9 +186,7 @@ fn full_mode_loses_counts_but_no_call_when_starved() {
         return;
     }
     let _g = serial();
-    let scratch = tempfile::tempdir().expect("tempdir");
-    let stand_in = stopping_collector(scratch.path(), Duration::from_secs(3));
-    let env = Env::with_hook_args(&[&format!("--collector={}", stand_in.display())]);
+    let (env, _scratch) = stopped_recorder_env(Duration::from_secs(3));
     let run = env.run_traced(&["oci-ftrace-syscall-analyzer/mode=full"], BUSY);
     assert!(run.ok(), "{}", run.stderr());
     assert_eq!(run.stdout(), "done\n");

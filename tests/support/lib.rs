@@ -125,6 +125,14 @@ pub fn have_static_gcc() -> bool {
     ok
 }
 
+/// Builds the C fixture `tests/fixtures/<name>.c` as a static binary at
+/// `out` (with `extra` gcc flags); see [`have_static_gcc`].
+pub fn build_fixture(name: &str, out: &Path, extra: &[&str]) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(format!("{name}.c"));
+    let cc = Command::new("gcc").args(["-static", "-O2"]).args(extra).arg("-o").arg(out).arg(&src).output().expect("gcc");
+    assert!(cc.status.success(), "gcc {name}.c: {}", String::from_utf8_lossy(&cc.stderr));
+}
+
 /// Where the trace slots' state files are (collector::record::pool::POOL_DIR).
 pub const POOL_DIR: &str = "/run/oci-ftrace-syscall-analyzer/pool";
 
