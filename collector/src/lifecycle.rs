@@ -70,6 +70,9 @@ pub const CORRELATION_FILE: &str = "correlation.json";
 /// still be writing `state.json` in another state dir.
 const GC_GRACE: Duration = Duration::from_secs(10);
 
+/// Held by a gc while it finishes and releases (see [`gc`]).
+const GC_LOCK: &str = "/run/oci-ftrace-syscall-analyzer/gc.lock";
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
@@ -1229,6 +1232,10 @@ pub struct GcReport {
 /// lingering process died. When a state dir has the recording, it is
 /// finished first, so the profile is not lost.
 pub fn gc(tfs: &TraceFs, state_dir: &StateDir, reap_idle: bool) -> Result<GcReport> {
+    // One gc at a time finishes and releases: two finishing one recording
+    // would both drain it, and the second write an empty profile over the
+    // first's.
+    let one_gc = crate::tracefs::lock_file(GC_LOCK, nix::fcntl::FlockArg::LockExclusive);
     let (stale, kept) = stale_instances(tfs, state_dir)?;
     let mut report = GcReport { kept, ..GcReport::default() };
     for (name, inst, recording) in stale {
@@ -1258,6 +1265,7 @@ pub fn gc(tfs: &TraceFs, state_dir: &StateDir, reap_idle: bool) -> Result<GcRepo
         }
     }
     let pool = Pool::at_default();
+    let mut reaps = Vec::new();
     for (slot, chore) in slot_chores(tfs, &pool, reap_idle) {
         let claim = Claim { index: slot.index, generation: slot.generation };
         match chore {
@@ -1273,11 +1281,16 @@ pub fn gc(tfs: &TraceFs, state_dir: &StateDir, reap_idle: bool) -> Result<GcRepo
                 pool.release(tfs, &claim)?;
                 report.released.push(slot.instance);
             }
-            Chore::Reap => {
-                if pool.reap(tfs, slot.index, Some(slot.generation))? {
-                    report.reaped.push(slot.instance);
-                }
-            }
+            Chore::Reap => reaps.push(slot),
+        }
+    }
+    // Teardowns take seconds a slot: another gc (a give-up's, waiting to
+    // release its slot) must not wait for them. Each step is under the
+    // writer lock, so two teardowns of one slot only share the work.
+    drop(one_gc);
+    for slot in reaps {
+        if pool.reap(tfs, slot.index, Some(slot.generation))? {
+            report.reaped.push(slot.instance);
         }
     }
     for name in orphan_slots(tfs, &pool)? {

@@ -55,7 +55,8 @@ thread_local! {
     static WRITER_LOCK_HELD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-fn lock_file(path: &str, how: nix::fcntl::FlockArg) -> Option<nix::fcntl::Flock<fs::File>> {
+/// Opens (creating it) and flocks `path`; `None` if either fails.
+pub fn lock_file(path: &str, how: nix::fcntl::FlockArg) -> Option<nix::fcntl::Flock<fs::File>> {
     let path = Path::new(path);
     if let Some(dir) = path.parent() {
         let _ = fs::create_dir_all(dir);

@@ -27,9 +27,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(secs) = args.after {
         std::thread::sleep(std::time::Duration::from_secs(secs));
     }
-    // One gc at a time: prestarts racing each start one, and two going
-    // over the same instances only get in each other's way.
-    let _one = one_at_a_time();
     let tfs = TraceFs::locate_or_mount()?;
     let report = lifecycle::gc(&tfs, &StateDir::new(&args.state_dir), args.reap_idle)?;
     for name in &report.removed {
@@ -48,19 +45,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     eprintln!("gc: {line}");
     Ok(ExitCode::SUCCESS)
 }
-
-/// Waits for any other gc on this machine to finish (best effort: without
-/// the lock file, no wait).
-fn one_at_a_time() -> Option<nix::fcntl::Flock<std::fs::File>> {
-    let path = std::path::Path::new(GC_LOCK);
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).ok()?;
-    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).ok()
-}
-
-const GC_LOCK: &str = "/run/oci-ftrace-syscall-analyzer/gc.lock";
 
 /// The one line gc prints: what it removed, and what it kept only when it
 /// kept something.
