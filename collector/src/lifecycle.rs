@@ -278,6 +278,9 @@ pub fn prestart(settings: &Settings, state: &State) -> Result<Recording> {
     // waits for "go" before it touches the instance. Dropping `spawned`
     // without `go` (arming failed) makes it exit.
     let spawned = settings.collector.as_deref().map(|c| spawn_recorder(c, &settings.state_dir, &id));
+    // What arming costs this start (a slot's claim: its writes, the wait
+    // for its lock; an own instance: creating it), for the log and bench.
+    let arming = Instant::now();
     let inst = match &slot_comm {
         Some(comm) => {
             let pool = Pool::at_default();
@@ -306,6 +309,7 @@ pub fn prestart(settings: &Settings, state: &State) -> Result<Recording> {
         }
         None => record::arm(&tfs, &own_name, &[pid], record::buffer_size_kb(mode, settings.buffer_size_kb), mode)?,
     };
+    let arm_us = arming.elapsed().as_micros() as u64;
     if mode == Mode::Full {
         if let Some((companion, canary)) = claim_companion(&tfs, settings, &recording, own_armed + 1) {
             recording.companion = Some(companion);
@@ -320,7 +324,7 @@ pub fn prestart(settings: &Settings, state: &State) -> Result<Recording> {
     // Only now: a give-up (abandon_prestart) waits for this lock, so it
     // finds the claim and the state.json that names it, or neither.
     drop(cap_lock);
-    tracing::info!(id = %id, pid, instance = %recording.instance, ?mode, "armed");
+    tracing::info!(id = %id, pid, instance = %recording.instance, ?mode, arm_us = arm_us, "armed");
 
     let wait = settings.ready_deadline.map_or(settings.ready_timeout, |d| d.saturating_duration_since(Instant::now()));
     // Without a ready recorder the hook switches the syscall events on
