@@ -9,11 +9,16 @@ use std::time::{Duration, Instant};
 use e2e::*;
 
 fn hook(env: &Env, stage: &str, stdin: &str, extra: &[&str]) -> (std::process::Output, Duration) {
+    hook_in(&env.state_dir(), stage, stdin, extra)
+}
+
+/// [`hook`] with a state dir of its own.
+fn hook_in(state_dir: &Path, stage: &str, stdin: &str, extra: &[&str]) -> (std::process::Output, Duration) {
     let start = Instant::now();
     let mut child = Command::new(hook_bin())
         .arg(stage)
         .arg("--state-dir")
-        .arg(env.state_dir())
+        .arg(state_dir)
         .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -749,19 +754,7 @@ fn a_full_state_disk_loses_no_instance_and_says_so() {
     let _g = serial();
     let disk = SmallDisk::new(512);
     let state_dir = disk.path().join("state");
-    let run = |stage: &str, stdin: &str| {
-        let mut child = Command::new(hook_bin())
-            .arg(stage)
-            .arg("--state-dir")
-            .arg(&state_dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn hook");
-        child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write state");
-        child.wait_with_output().expect("hook output")
-    };
+    let run = |stage: &str, stdin: &str| hook_in(&state_dir, stage, stdin, &[]).0;
     let task = sleeper();
     let id = "hooktest-full-disk";
     let out = run("prestart", &state(id, "creating", Some(task.id()), true));

@@ -48,6 +48,14 @@ fn long_busy_container_keeps_its_late_call_and_loses_nothing() {
     assert_eq!(rerun.stdout(), "done\n");
 }
 
+/// Waits (up to 10 s) for the container's recorder to say who it is;
+/// its pid.
+fn wait_for_recorder(env: &Env, id: &str) -> i32 {
+    let recorder_json = env.container_dir(id).join("recorder.json");
+    assert!(wait_until(Duration::from_secs(10), || recorder_json.exists()), "no recorder");
+    read_json(&recorder_json)["pid"].as_i64().expect("recorder pid") as i32
+}
+
 #[test]
 fn killed_container_is_finished_by_the_recorder() {
     if !prerequisites(true) {
@@ -57,8 +65,7 @@ fn killed_container_is_finished_by_the_recorder() {
     let env = Env::new();
     let container = env.start_traced("ls / >/dev/null; sleep 100");
     let id = container.0.clone();
-    let recorder_json = env.container_dir(&id).join("recorder.json");
-    assert!(wait_until(Duration::from_secs(10), || recorder_json.exists()), "no recorder");
+    wait_for_recorder(&env, &id);
     assert!(env.has_instance(&id));
     let out = podman().args(["kill", "-s", "KILL", &id]).output().expect("podman kill");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -139,8 +146,7 @@ fn a_second_prestart_for_a_traced_container_leaves_its_recording_alone() {
     let env = Env::new();
     let container = env.start_traced("sleep 2; mkdir /tmp/late && rmdir /tmp/late; sleep 1");
     let id = container.0.clone();
-    let recorder_json = env.container_dir(&id).join("recorder.json");
-    assert!(wait_until(Duration::from_secs(10), || recorder_json.exists()), "no recorder");
+    wait_for_recorder(&env, &id);
     let out = podman().args(["inspect", "-f", "{{.State.Pid}}", &id]).output().expect("podman inspect");
     let pid: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().expect("container pid");
     let state_before = std::fs::read(env.container_dir(&id).join("state.json")).expect("state.json");
@@ -193,10 +199,7 @@ fn a_recorder_killed_before_its_periodic_save_loses_no_call_it_read() {
     let env = Env::new();
     let container = env.start_traced("mkdir /tmp/early && ls /tmp/early >/dev/null && rmdir /tmp/early; sleep 100");
     let id = container.0.clone();
-    let recorder_json = env.container_dir(&id).join("recorder.json");
-    assert!(wait_until(Duration::from_secs(10), || recorder_json.exists()), "no recorder");
-    let info = read_json(&recorder_json);
-    let rpid = info["pid"].as_i64().expect("recorder pid") as i32;
+    let rpid = wait_for_recorder(&env, &id);
     // Read, quenched in the kernel, saved: then the recorder dies.
     std::thread::sleep(Duration::from_millis(1500));
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(rpid), nix::sys::signal::Signal::SIGKILL).expect("kill recorder");

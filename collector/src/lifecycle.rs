@@ -790,15 +790,21 @@ pub fn record(state_dir: &StateDir, id: &str, ready_fd: Option<i32>, go_fd: Opti
     // waits out RCU grace periods (about 0.1 s here), so a child of ours
     // does it and outlives us: see `hand_off`. Poststop waits only for the
     // summary.
+    // The slot this recording lets go of (its own, or full mode's
+    // companion), and how long it waits for the next container.
+    let slot = recording.slot.clone().or_else(|| recording.companion.as_ref().map(|c| c.claim.clone()));
+    let linger = slot
+        .as_ref()
+        .and_then(|c| Pool::at_default().get(c.index))
+        .map_or(record::pool::DEFAULT_LINGER, |s| Duration::from_secs(s.linger_secs));
     let removal = (ended != Ended::InstanceGone).then(|| {
-        let slot = recording.slot.clone().or_else(|| recording.companion.as_ref().map(|c| c.claim.clone()));
+        let slot = slot.clone();
         let own = recording.slot.is_none().then_some(inst);
         let tfs = tfs.clone();
         recorder::hand_off(move |detached| {
             let removed = own.map_or(Ok(()), |i| i.remove());
             if let Some(claim) = slot {
                 let pool = Pool::at_default();
-                let linger = pool.get(claim.index).map_or(record::pool::DEFAULT_LINGER, |s| Duration::from_secs(s.linger_secs));
                 let released = pool.release(&tfs, &claim).map_err(record_to_tracefs)?;
                 if released && detached {
                     pool.linger_then_reap(&tfs, &claim, linger).map_err(record_to_tracefs)?;
@@ -813,8 +819,7 @@ pub fn record(state_dir: &StateDir, id: &str, ready_fd: Option<i32>, go_fd: Opti
     };
     // Released here, without a lingering child: a gc started now, that
     // waits out the linger first, tears the slot down if nobody claimed it.
-    if let (Some(Ok(recorder::Removal::Done)), Some(claim)) = (&removal, recording.slot.as_ref().or(recording.companion.as_ref().map(|c| &c.claim))) {
-        let linger = Pool::at_default().get(claim.index).map_or(record::pool::DEFAULT_LINGER, |s| Duration::from_secs(s.linger_secs));
+    if let (Some(Ok(recorder::Removal::Done)), Some(_)) = (&removal, &slot) {
         let me = std::env::current_exe().map_err(|cause| Error::Spawn { path: "/proc/self/exe".into(), cause });
         if let Err(e) = me.and_then(|exe| spawn_gc(&exe, state_dir, Some(linger + Duration::from_secs(1)))) {
             tracing::warn!(error = %e, "the slot stays armed until the next gc");

@@ -334,8 +334,7 @@ impl Pool {
         // failed) would be recorded with the container: that list is
         // replaced, waiting out the grace period, before anything is on.
         let stale = !fresh && inst.event_pids().map(|p| p.into_iter().any(|p| p != 0 && pid_alive(p))).unwrap_or(true);
-        let mut canary = None;
-        if fresh || stale {
+        let canary = if fresh || stale {
             if stale {
                 inst.replace_event_pids(&[req.pid])?;
             } else {
@@ -343,14 +342,18 @@ impl Pool {
             }
             inst.set_system("syscalls", true)?;
             inst.set_tracing_on(true)?;
+            None
         } else {
             inst.set_system("syscalls", true)?;
             inst.set_tracing_on(true)?;
-            if let Err(e) = canary::add_pid(&inst, req.pid).map(|tid| canary = Some(tid)) {
-                let _ = inst.set_tracing_on(false);
-                return Err(e.into());
+            match canary::add_pid(&inst, req.pid) {
+                Ok(tid) => Some(tid),
+                Err(e) => {
+                    let _ = inst.set_tracing_on(false);
+                    return Err(e.into());
+                }
             }
-        }
+        };
         let t_pid = t0.elapsed();
         tracing::debug!(
             slot = state.index,

@@ -55,6 +55,11 @@ thread_local! {
     static WRITER_LOCK_HELD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// Pids as `set_event_pid` takes them: one write, space separated.
+fn pid_list(pids: &[i32]) -> String {
+    pids.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" ")
+}
+
 /// Opens (creating it) and flocks `path`; `None` if either fails.
 pub fn lock_file(path: &str, how: nix::fcntl::FlockArg) -> Option<nix::fcntl::Flock<fs::File>> {
     let path = Path::new(path);
@@ -370,7 +375,7 @@ impl Instance {
     /// Adds these pids to `set_event_pid` (one write, space separated; a
     /// write without truncation keeps the pids already there).
     pub fn set_event_pids(&self, pids: &[i32]) -> Result<()> {
-        let value = pids.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" ");
+        let value = pid_list(pids);
         self.write("set_event_pid", &value)
     }
 
@@ -379,7 +384,7 @@ impl Instance {
     /// for microseconds; a caller that cares switches events on after.)
     pub fn replace_event_pids(&self, pids: &[i32]) -> Result<()> {
         let path = self.path.join("set_event_pid");
-        let value = pids.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" ");
+        let value = pid_list(pids);
         let err = |cause| Error::Write { path: path.clone(), value: value.clone(), cause };
         let mut f = OpenOptions::new().write(true).truncate(true).open(&path).map_err(err)?;
         f.write_all(value.as_bytes()).map_err(err)
@@ -396,7 +401,7 @@ impl Instance {
     pub fn add_event_pids_detached(&self, pids: &[i32]) -> Result<DetachedWrite> {
         use std::os::fd::AsRawFd;
         let path = self.path.join("set_event_pid");
-        let value = pids.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" ");
+        let value = pid_list(pids);
         let err = |cause| Error::Write { path: path.clone(), value: value.clone(), cause };
         let file = OpenOptions::new().write(true).open(&path).map_err(err)?;
         let null = OpenOptions::new().read(true).write(true).open("/dev/null").map_err(err)?;
