@@ -186,10 +186,12 @@ fn a_second_prestart_for_a_traced_container_leaves_its_recording_alone() {
     env.assert_no_instances("after the second prestart");
 }
 
-/// A recorder killed a second in, before its first periodic save: what it
-/// had read (the kernel then stopped recording those calls) must still
-/// reach the profile, from its save on the first sight of each call
-/// (issue 14: the profile had 1 call).
+/// A recorder killed before its first periodic save, just after the
+/// kernel stopped recording mkdir (its in-kernel quench), at an instant
+/// when the kernel counts no record read beyond its last save: mkdir is
+/// either in that save or still in the ring buffer, and the summary is
+/// complete (issue 14: the profile had 1 call; then, on 6.1 under TCG,
+/// mkdir was read, switched off, and waited for a throttled save).
 #[test]
 fn a_recorder_killed_before_its_periodic_save_loses_no_call_it_read() {
     if !prerequisites(true) {
@@ -200,17 +202,51 @@ fn a_recorder_killed_before_its_periodic_save_loses_no_call_it_read() {
     let container = env.start_traced("mkdir /tmp/early && ls /tmp/early >/dev/null && rmdir /tmp/early; sleep 100");
     let id = container.0.clone();
     let rpid = wait_for_recorder(&env, &id);
-    // Read, quenched in the kernel, saved: then the recorder dies.
-    std::thread::sleep(Duration::from_millis(1500));
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(rpid), nix::sys::signal::Signal::SIGKILL).expect("kill recorder");
+    let name = recording_instance(&id, &env.state_dir()).expect("the container's instance");
+    let enable = tracefs_root().expect("tracefs").join("instances").join(&name).join("events/syscalls/sys_enter_mkdir/enable");
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    // "0*": soft-disabled by the quench trigger.
+    while std::fs::read_to_string(&enable).map_or(true, |v| !v.starts_with('0')) {
+        assert!(std::time::Instant::now() < end, "the kernel never switched mkdir off");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    kill_recorder_when(rpid, &name, &env.container_dir(&id), SaveCovers::Everything, Duration::from_secs(30));
     drop(container);
     let done = wait_until(Duration::from_secs(15), || env.container_dir(&id).join("summary.json").exists());
     assert!(done, "no summary");
     let s = summary(&env, &id);
     assert_eq!(s["finished_by"], "poststop", "{s:#}");
+    assert_eq!(s["complete"], true, "{}", s["incomplete_reasons"]);
     let names = profile_names(&env, &id);
     for call in ["mkdir", "getdents64", "rmdir"] {
         assert!(names.contains(call), "{call} missing: {names:?}");
     }
     env.assert_no_instances("after an early-killed recorder");
+}
+
+/// A recorder killed when it has taken records out of the ring buffer
+/// that no save holds: they are gone, and the summary says so, with how
+/// many, instead of claiming a complete profile.
+#[test]
+fn a_recorder_killed_with_records_no_save_holds_says_the_profile_is_incomplete() {
+    if !prerequisites(true) {
+        return;
+    }
+    let _g = serial();
+    let env = Env::new();
+    // Forks all the time: records that are never quenched.
+    let container = env.start_traced("while :; do cat /proc/self/stat >/dev/null; done");
+    let id = container.0.clone();
+    let rpid = wait_for_recorder(&env, &id);
+    let name = recording_instance(&id, &env.state_dir()).expect("the container's instance");
+    kill_recorder_when(rpid, &name, &env.container_dir(&id), SaveCovers::NotAll, Duration::from_secs(30));
+    drop(container);
+    let done = wait_until(Duration::from_secs(15), || env.container_dir(&id).join("summary.json").exists());
+    assert!(done, "no summary");
+    let s = summary(&env, &id);
+    assert_eq!(s["finished_by"], "poststop", "{s:#}");
+    assert_eq!(s["complete"], false, "{s:#}");
+    let reasons = s["incomplete_reasons"].to_string();
+    assert!(reasons.contains(&format!("recorder (pid {rpid}) died")) && reasons.contains("trace records after its last save"), "{reasons}");
+    env.assert_no_instances("after a recorder killed mid-read");
 }

@@ -1010,21 +1010,35 @@ fn fallback(
     let Some(inst) = tfs.open_instance(&recording.instance)? else {
         return Err(Error::NoInstance { id: id.clone(), name: recording.instance.clone() });
     };
+    // What the dead recorder read, counted by the kernel before the rest
+    // is read here.
+    let read_before = record::recorder::read_events(&inst);
+    let saved: Option<Snapshot> = state_dir.read_json(id, SNAPSHOT_FILE).ok();
     let drained = drain(&inst, recording);
     // Read or not, the instance goes: a slot to the next container.
     let_go(tfs, recording)?;
     let (window, mut analysis, stream, per_cpu) = drained?;
-    let saved: Option<Snapshot> = state_dir.read_json(id, SNAPSHOT_FILE).ok();
+    let mut notes = Vec::new();
+    if let Some(r) = reason {
+        let account = saved.as_ref().and_then(|s| s.read_through.as_ref()).filter(|_| recording.companion.is_none());
+        match (account, &read_before) {
+            (Some(through), Some(kernel)) => {
+                let lost = record::recorder::unaccounted_reads(kernel, through, &Default::default());
+                if lost > 0 {
+                    notes.push(format!("{r}, having read {lost} trace records after its last save; calls among them are missing"));
+                } else {
+                    tracing::info!(id = %id, "{r}; its last save holds every record it read, the ring buffer the rest");
+                }
+            }
+            _ => notes.push(format!("{r}; the profile is built from its last saved aggregate and the ring buffer's rest")),
+        }
+    }
     let mut window = window;
     if let Some(s) = saved {
         merge(&mut analysis, &s.analysis);
         if let Some(rule) = s.rule {
             window = Window { rule, opener: None };
         }
-    }
-    let mut notes = Vec::new();
-    if let Some(r) = reason {
-        notes.push(format!("{r}; the profile is built from its last saved aggregate and the ring buffer's rest"));
     }
     let outcome = Outcome {
         window,

@@ -4,7 +4,7 @@
 //! exits (a pidfd, so no poststop is needed: CRI-O runs poststop only when
 //! a container is removed).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -27,9 +27,6 @@ const PAGES_PER_ROUND: usize = 64;
 
 /// How long after "ready" profile mode switches the exit events off.
 const TUNE_DELAY: Duration = Duration::from_millis(200);
-
-/// The least time between two saves made because new calls were seen.
-const SAVE_ON_NEW_CALLS: Duration = Duration::from_millis(200);
 
 /// CPU time after which a container counts as busy, and the recorder
 /// takes the quench triggers of its seen calls off a slot. A trigger costs
@@ -90,13 +87,19 @@ pub enum Ended {
     InstanceGone,
 }
 
-/// What the recorder saves every few seconds, so a crash loses little.
+/// What the recorder saves on each new call and every few seconds, so a
+/// crash loses nothing it cannot name.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Snapshot {
     pub rule: Option<crate::profile::Rule>,
     pub analysis: Analysis,
     pub stream: StreamStats,
     pub quenched: usize,
+    /// By CPU, the kernel's `read events` count this aggregate accounts
+    /// for. More read by the time poststop looks means the recorder took
+    /// records out of the buffer that no save holds.
+    #[serde(default)]
+    pub read_through: Option<BTreeMap<u32, u64>>,
 }
 
 /// What a finished recording holds.
@@ -273,8 +276,14 @@ fn read_until_done(
     let mut quenched = 0usize;
     let mut restored = 0usize;
     let mut off = BTreeSet::new();
+    // What was read before this recorder (a reused slot's earlier
+    // container), saved at once: poststop tells from it whether a dead
+    // recorder took records out of the buffer that no save holds.
+    let baseline = read_events(inst);
+    save(&snapshot(&agg, &stream, 0, &ns_pids, profile, baseline.as_ref()));
     let mut last_save = Instant::now();
-    let mut saved_calls = 0usize;
+    // Numbers in a saved aggregate already.
+    let mut saved = BTreeSet::new();
     let timeout = PollTimeout::try_from(opts.poll.as_millis().min(10_000) as i32).unwrap_or(PollTimeout::ZERO);
     let mut more = false;
     let ended = loop {
@@ -298,28 +307,22 @@ fn read_until_done(
             // from here (the kernel does it).
             cagg.take_new();
         }
+        // A call goes into the saved aggregate before its event goes off:
+        // the kernel records it no more, so a recorder killed after the
+        // switch would lose it (issue 14: killed 1.5 s in, mkdir was read,
+        // switched off and waited for a throttled save).
+        let plan = plan_quench(&stream, &mut agg, opts.mode, &off);
+        learn_pids(&mut ns_pids, &stream, &agg);
+        let unsaved: Vec<i64> = plan.new.iter().chain(&plan.off).copied().filter(|nr| !saved.contains(nr)).collect();
+        if !unsaved.is_empty() || last_save.elapsed() >= opts.save_every {
+            save(&snapshot(&agg, &stream, quenched, &ns_pids, profile, baseline.as_ref()));
+            last_save = Instant::now();
+            saved.extend(unsaved);
+        }
         let to_helper = opts.slot.as_ref().map(|_| seen);
-        let (went_off, went_on) = quench(inst, &stream, &mut agg, opts.mode, &mut off, to_helper);
+        let (went_off, went_on) = apply_quench(inst, &stream, plan, &mut off, to_helper);
         quenched += went_off;
         restored += went_on;
-        // Ask while the tasks live: held records may wait long in a quiet
-        // container, so the newest ones are asked about too.
-        ns_pids.learn(stream.unsettled().iter().flat_map(|r| match r.event {
-            Event::Fork { child_pid, .. } => [Some(r.pid), Some(child_pid)],
-            _ => [Some(r.pid), None],
-        }).flatten());
-        ns_pids.learn(agg.analysis().processes.keys().copied());
-        // Also soon after a call is first seen, so a recorder killed early
-        // (before its first periodic save) loses none of the allowlist.
-        // (Profile mode: held records count too; they are few there.)
-        let held = if profile { stream.unsettled().len() } else { 0 };
-        let calls = agg.analysis().syscalls.len() + held;
-        let fresh = calls != saved_calls && last_save.elapsed() >= SAVE_ON_NEW_CALLS;
-        if fresh || last_save.elapsed() >= opts.save_every {
-            save(&snapshot(&agg, &stream, quenched, &ns_pids, profile));
-            last_save = Instant::now();
-            saved_calls = calls;
-        }
     };
 
     // Stop, then take everything that is left, in order.
@@ -337,6 +340,19 @@ fn read_until_done(
     });
     let per_cpu = inst.cpu_stats().unwrap_or_default();
     let stats = stream.stats().clone();
+    // The account poststop relies on after a crash, checked where it can
+    // be: every record the kernel says was read went through the stream.
+    if let Some(base) = &baseline {
+        let kernel: BTreeMap<u32, u64> = per_cpu.iter().map(|s| (s.cpu, s.read_events)).collect();
+        let unaccounted = unaccounted_reads(&kernel, base, &stats.consumed);
+        let ours: u64 = stats.consumed.values().sum();
+        let theirs = kernel.values().sum::<u64>().saturating_sub(base.values().sum());
+        if unaccounted > 0 || ours != theirs {
+            tracing::warn!(unaccounted, ours, theirs, "the buffer's count of records read differs from this recorder's");
+        } else {
+            tracing::debug!(records = ours, "every record read is accounted for");
+        }
+    }
     let (window, mut analysis) = agg.finish();
     let mut from_companion = Vec::new();
     if companion_lost.is_some() {
@@ -367,25 +383,40 @@ fn read_until_done(
     })
 }
 
-/// Switches off the enter event of every number newly seen in the window,
-/// and back on those switched off for a call that turned out to be CRIU's
-/// (a checkpoint episode). Numbers in records still held for time ordering
-/// (up to 10 ms of the newest data) that will certainly count go off at
-/// once too: waiting for them to settle lets a busy workload fill the
-/// buffer meanwhile. `off` holds the numbers that are off. Returns how
-/// many went off and on.
-fn quench(
-    inst: &Instance,
-    stream: &Stream,
-    agg: &mut Aggregator,
-    mode: Mode,
-    off: &mut BTreeSet<i64>,
-    seen: Option<&std::sync::mpsc::Sender<String>>,
-) -> (usize, usize) {
-    let fresh = agg.take_new();
-    let restored = agg.take_restored();
+/// Asks the tasks in the stream's records about their namespace pids
+/// while they live: held records may wait long in a quiet container, so
+/// the newest ones are asked about too.
+fn learn_pids(ns_pids: &mut NsPids, stream: &Stream, agg: &Aggregator) {
+    ns_pids.learn(stream.unsettled().iter().flat_map(|r| match r.event {
+        Event::Fork { child_pid, .. } => [Some(r.pid), Some(child_pid)],
+        _ => [Some(r.pid), None],
+    }).flatten());
+    ns_pids.learn(agg.analysis().processes.keys().copied());
+}
+
+/// What one round changes: numbers first seen, and the enter events to
+/// switch off and back on.
+struct QuenchPlan {
+    /// Numbers the aggregate counted for the first time.
+    new: Vec<i64>,
+    /// Enter events to switch off (profile mode).
+    off: BTreeSet<i64>,
+    /// Enter events to switch back on: the call was CRIU's.
+    on: Vec<i64>,
+}
+
+/// Plans the switching off of the enter event of every number newly seen
+/// in the window, and back on of those switched off for a call that
+/// turned out to be CRIU's (a checkpoint episode). Numbers in records
+/// still held for time ordering (up to 10 ms of the newest data) that will
+/// certainly count go off at once too: waiting for them to settle lets a
+/// busy workload fill the buffer meanwhile. `off` holds the numbers that
+/// are off.
+fn plan_quench(stream: &Stream, agg: &mut Aggregator, mode: Mode, off: &BTreeSet<i64>) -> QuenchPlan {
+    let new = agg.take_new();
+    let on = agg.take_restored();
     if mode != Mode::Profile {
-        return (0, 0);
+        return QuenchPlan { new, off: BTreeSet::new(), on: Vec::new() };
     }
     // A task stopped in the held records may be in a checkpoint: its
     // calls wait for the aggregator.
@@ -400,9 +431,21 @@ fn quench(
             _ => {}
         }
     }
-    let wanted: BTreeSet<i64> = fresh.into_iter().chain(early).filter(|nr| !off.contains(nr)).collect();
+    let switch_off = new.iter().copied().chain(early).filter(|nr| !off.contains(nr)).collect();
+    QuenchPlan { new, off: switch_off, on }
+}
+
+/// Carries out a [`QuenchPlan`] (saved first). Returns how many events
+/// went off and on.
+fn apply_quench(
+    inst: &Instance,
+    stream: &Stream,
+    plan: QuenchPlan,
+    off: &mut BTreeSet<i64>,
+    seen: Option<&std::sync::mpsc::Sender<String>>,
+) -> (usize, usize) {
     let mut went_off = 0;
-    for nr in wanted {
+    for nr in plan.off {
         let Some(ev) = stream.enter_event_for(nr) else { continue };
         match inst.set_event(&ev.system, &ev.name, false) {
             Ok(()) => {
@@ -422,7 +465,7 @@ fn quench(
         }
     }
     let mut went_on = 0;
-    for nr in restored {
+    for nr in plan.on {
         let Some(ev) = stream.enter_event_for(nr) else { continue };
         // The exit first, so the in-kernel quench is back before the call
         // can be recorded again.
@@ -443,16 +486,22 @@ fn quench(
     (went_off, went_on)
 }
 
-/// What is saved: the aggregate, and in profile mode with the records the
-/// stream still holds for time ordering pushed into a copy of it: a quiet
-/// container's last calls wait there (within 10 ms of the newest record),
-/// and the kernel recorded them once only, so a crash before they settle
-/// would lose them.
-fn snapshot(agg: &Aggregator, stream: &Stream, quenched: usize, ns_pids: &NsPids, profile: bool) -> Snapshot {
-    let with_held = profile && !stream.unsettled().is_empty();
-    let copy = with_held.then(|| {
+/// What is saved: the aggregate, with the records the stream still holds
+/// for time ordering pushed into a copy of it (a quiet container's last
+/// calls wait there, within 10 ms of the newest record, and the kernel
+/// recorded them once only), so the save accounts for every record read:
+/// `baseline` plus what the stream consumed is its `read_through`.
+fn snapshot(
+    agg: &Aggregator,
+    stream: &Stream,
+    quenched: usize,
+    ns_pids: &NsPids,
+    profile: bool,
+    baseline: Option<&BTreeMap<u32, u64>>,
+) -> Snapshot {
+    let copy = (!stream.unsettled().is_empty()).then(|| {
         let mut a = agg.clone();
-        for r in stream.unsettled().iter().filter(|r| !matches!(r.event, Event::SysExit { .. })) {
+        for r in stream.unsettled().iter().filter(|r| !(profile && matches!(r.event, Event::SysExit { .. }))) {
             a.push(r);
         }
         a
@@ -460,15 +509,39 @@ fn snapshot(agg: &Aggregator, stream: &Stream, quenched: usize, ns_pids: &NsPids
     let agg = copy.as_ref().unwrap_or(agg);
     let mut analysis = agg.analysis().clone();
     analysis.set_ns_pids(ns_pids.all());
-    Snapshot {
-        rule: agg.window().map(|w| w.rule.clone()),
-        analysis,
-        stream: stream.stats().clone(),
-        quenched,
+    let read_through = baseline.map(|base| {
+        let mut through = base.clone();
+        for (cpu, n) in &stream.stats().consumed {
+            *through.entry(*cpu).or_default() += n;
+        }
+        through
+    });
+    Snapshot { rule: agg.window().map(|w| w.rule.clone()), analysis, stream: stream.stats().clone(), quenched, read_through }
+}
+
+/// Records the kernel counts as read (`kernel`) beyond `base` plus
+/// `consumed`, over all CPUs.
+pub fn unaccounted_reads(kernel: &BTreeMap<u32, u64>, base: &BTreeMap<u32, u64>, consumed: &BTreeMap<u32, u64>) -> u64 {
+    kernel
+        .iter()
+        .map(|(cpu, &k)| {
+            let through = base.get(cpu).copied().unwrap_or(0) + consumed.get(cpu).copied().unwrap_or(0);
+            k.saturating_sub(through)
+        })
+        .sum()
+}
+
+/// The kernel's `read events` count of each CPU of `inst`.
+pub fn read_events(inst: &Instance) -> Option<BTreeMap<u32, u64>> {
+    match inst.cpu_stats() {
+        Ok(stats) => Some(stats.iter().map(|s| (s.cpu, s.read_events)).collect()),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the buffer's read counts; a crash would leave the profile incomplete");
+            None
+        }
     }
 }
 
-/// Waits up to `timeout` for the init task to exit or a signal to come.
 fn wait(pidfd: Option<&OwnedFd>, signals: Option<&SignalFd>, timeout: PollTimeout) -> (bool, bool) {
     let Some(pidfd) = pidfd else {
         // No pidfd: the task was already gone when we started.
@@ -629,6 +702,19 @@ pub fn self_usage() -> (f64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_beyond_the_save_are_counted_per_cpu() {
+        let m = |v: &[(u32, u64)]| v.iter().copied().collect::<BTreeMap<u32, u64>>();
+        let base = m(&[(0, 100), (1, 5)]);
+        let consumed = m(&[(0, 20)]);
+        assert_eq!(unaccounted_reads(&m(&[(0, 120), (1, 5)]), &base, &consumed), 0);
+        // CPU 1 read 3 the save does not hold; CPU 0's surplus in the save
+        // (it cannot be) does not hide them.
+        assert_eq!(unaccounted_reads(&m(&[(0, 110), (1, 8)]), &base, &consumed), 3);
+        // A CPU the save never saw counts from zero.
+        assert_eq!(unaccounted_reads(&m(&[(0, 120), (1, 5), (2, 4)]), &base, &consumed), 4);
+    }
 
     #[test]
     fn children_of_lists_the_children_of_every_thread() {

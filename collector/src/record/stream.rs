@@ -7,7 +7,7 @@
 //! committed: records older than the newest one less a slack are released
 //! sorted; the rest wait for the next round (or the final one).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{ErrorKind, Read};
 
@@ -45,6 +45,10 @@ pub struct StreamStats {
     pub missed_pages: u64,
     /// Lost events the kernel counted on those pages.
     pub missed_events: u64,
+    /// Events on the pages read, by CPU: what the kernel counts as taken
+    /// out of the buffer (its `read events`). Not part of a summary.
+    #[serde(skip)]
+    pub consumed: BTreeMap<u32, u64>,
 }
 
 /// Which event produced a syscall number, so it can be switched off.
@@ -251,6 +255,7 @@ impl Stream {
             }
         }
         stats.records += good;
+        *stats.consumed.entry(cpu).or_default() += good + bad;
     }
 }
 

@@ -246,6 +246,8 @@ pub struct CpuStats {
     pub overrun: u64,
     pub commit_overrun: u64,
     pub dropped_events: u64,
+    /// Events readers have taken out of the buffer since its last reset.
+    pub read_events: u64,
 }
 
 impl CpuStats {
@@ -265,6 +267,7 @@ impl CpuStats {
                 "overrun" => s.overrun = v,
                 "commit overrun" => s.commit_overrun = v,
                 "dropped events" => s.dropped_events = v,
+                "read events" => s.read_events = v,
                 _ => {}
             }
         }
@@ -716,9 +719,9 @@ mod tests {
     #[test]
     fn parses_stats() {
         let text = "entries: 335\noverrun: 7\ncommit overrun: 1\nbytes: 22628\n\
-                    oldest event ts:   183.633634\nnow ts:   185.036124\ndropped events: 2\nread events: 0\n";
+                    oldest event ts:   183.633634\nnow ts:   185.036124\ndropped events: 2\nread events: 41\n";
         let s = CpuStats::parse(1, text);
-        assert_eq!(s, CpuStats { cpu: 1, entries: 335, overrun: 7, commit_overrun: 1, dropped_events: 2 });
+        assert_eq!(s, CpuStats { cpu: 1, entries: 335, overrun: 7, commit_overrun: 1, dropped_events: 2, read_events: 41 });
         assert_eq!(s.lost(), 10);
     }
 
