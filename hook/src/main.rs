@@ -53,7 +53,7 @@ struct Cli {
     /// Exit non-zero on the hook's own errors (default: log and exit 0).
     #[arg(long)]
     fail_closed: bool,
-    /// Give up after this long (milliseconds); defaults: prestart 2000,
+    /// Give up after this long (milliseconds); defaults: prestart 3000,
     /// poststop 60000.
     #[arg(long)]
     timeout_ms: Option<u64>,
@@ -230,7 +230,10 @@ fn start_guardians(cli: &Cli, signals: Option<nix::sys::signal::SigSet>) -> Dura
     let stage = cli.stage;
     let state_dir = cli.state_dir.clone();
     let limit = Duration::from_millis(cli.timeout_ms.unwrap_or(match cli.stage {
-        Stage::Prestart => 2_000,
+        // Within hooks.d's 5 s with a second to give up in: a cold burst
+        // queues up to the cap's worth of new slots (50 at ~30-40 ms each
+        // on a busy 2-core node took just over 2 s).
+        Stage::Prestart => 3_000,
         Stage::Poststop => 60_000,
     }));
     let dir = state_dir.clone();
