@@ -69,7 +69,7 @@ fn stop(mut child: Child) {
 }
 
 #[test]
-fn prestart_arms_quickly_and_poststop_cleans_up() {
+fn prestart_arms_within_its_limit_and_poststop_cleans_up() {
     if !prerequisites(false) {
         return;
     }
@@ -80,8 +80,12 @@ fn prestart_arms_quickly_and_poststop_cleans_up() {
     let id = "hooktest-arm";
     let (out, took) = hook(&env, "prestart", &state(id, "creating", Some(pid), true), &["--buffer-size-kb", "1024"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    // Debug build and a cold cache still arm well under a second.
-    assert!(took < Duration::from_millis(1000), "prestart took {took:?}");
+    // Armed before the hook's own 3 s limit (it did not give up). How
+    // fast is bench/start-overhead's to say: here a slot torn down by an
+    // earlier test may hold the kernel's event lock for one trigger's
+    // grace periods, ~1 s under TCG on 6.1.
+    assert!(took < Duration::from_millis(3000), "prestart took {took:?}");
+    eprintln!("prestart took {took:?}");
 
     // Profile mode records in a slot of the pool.
     let name = env.instances().pop().expect("an instance records the container");
@@ -94,6 +98,7 @@ fn prestart_arms_quickly_and_poststop_cleans_up() {
     // A claim's canary thread (`record::canary`) may still be listed for a
     // moment after its exit.
     let st = read_json(&env.container_dir(id).join("state.json"));
+    assert!(st["not_traced"].is_null(), "{st}");
     let canaries: Vec<String> =
         st["canaries"].as_array().map(|c| c.iter().map(|t| t.to_string()).collect()).unwrap_or_default();
     let pids: Vec<String> = read("set_event_pid")
