@@ -246,7 +246,9 @@ pub struct CpuStats {
     pub overrun: u64,
     pub commit_overrun: u64,
     pub dropped_events: u64,
-    /// Events readers have taken out of the buffer since its last reset.
+    /// Events readers have taken out of the buffer since its last reset
+    /// (absent from summaries written before it was kept).
+    #[serde(default)]
     pub read_events: u64,
 }
 
@@ -723,6 +725,13 @@ mod tests {
         let s = CpuStats::parse(1, text);
         assert_eq!(s, CpuStats { cpu: 1, entries: 335, overrun: 7, commit_overrun: 1, dropped_events: 2, read_events: 41 });
         assert_eq!(s.lost(), 10);
+    }
+
+    #[test]
+    fn stats_saved_before_read_events_was_kept_still_load() {
+        let old = r#"{"cpu":1,"entries":3,"overrun":0,"commit_overrun":0,"dropped_events":0}"#;
+        let s: CpuStats = serde_json::from_str(old).unwrap();
+        assert_eq!(s, CpuStats { cpu: 1, entries: 3, ..Default::default() });
     }
 
     #[test]
