@@ -435,8 +435,7 @@ fn killed_recorder_falls_back_to_the_ring_buffer() {
     let rpid = recorder_pid(&env, id);
     // Killed where its last save holds all it read (the other case:
     // tests/recorder.rs).
-    let name = recording_instance(id, &env.state_dir()).expect("the task's instance");
-    kill_recorder_when(rpid, &name, &env.container_dir(id), SaveCovers::Everything, Duration::from_secs(30));
+    kill_recorder_when(rpid, id, &env.state_dir(), SaveCovers::Everything, Duration::from_secs(30));
     assert!(wait_until(Duration::from_secs(5), || !alive(rpid)));
     task.stdin.take().expect("stdin").write_all(b"go\n").expect("wake task");
     assert!(wait_until(Duration::from_secs(5), || dir.exists()));
@@ -487,8 +486,7 @@ fn gc_finishes_recordings_whose_container_and_recorder_are_gone() {
     let rpid = recorder_pid(&env, id);
     // Killed where its last save holds all it read (the other case:
     // tests/recorder.rs).
-    let name = recording_instance(id, &env.state_dir()).expect("the task's instance");
-    kill_recorder_when(rpid, &name, &env.container_dir(id), SaveCovers::Everything, Duration::from_secs(30));
+    kill_recorder_when(rpid, id, &env.state_dir(), SaveCovers::Everything, Duration::from_secs(30));
     assert!(wait_until(Duration::from_secs(5), || !alive(rpid)));
     stop(task);
     let out = gc();

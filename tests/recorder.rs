@@ -12,6 +12,13 @@ fn summary(env: &Env, id: &str) -> serde_json::Value {
     read_json(&env.container_dir(id).join("summary.json"))
 }
 
+/// The summary, once written (panics after `limit`).
+fn summary_within(env: &Env, id: &str, limit: Duration) -> serde_json::Value {
+    let done = wait_until(limit, || env.container_dir(id).join("summary.json").exists());
+    assert!(done, "no summary");
+    summary(env, id)
+}
+
 fn profile_names(env: &Env, id: &str) -> std::collections::BTreeSet<String> {
     allowed(&read_json(&env.container_dir(id).join("seccomp.json")))
 }
@@ -177,9 +184,7 @@ fn a_second_prestart_for_a_traced_container_leaves_its_recording_alone() {
     assert!(read("set_event_pid").split_whitespace().any(|p| p == pid.to_string()));
     assert_eq!(std::fs::read(env.container_dir(&id).join("state.json")).expect("state.json"), state_before);
 
-    let done = wait_until(Duration::from_secs(30), || env.container_dir(&id).join("summary.json").exists());
-    assert!(done, "no summary");
-    let s = summary(&env, &id);
+    let s = summary_within(&env, &id, Duration::from_secs(30));
     assert_eq!(s["complete"], true, "{}", s["incomplete_reasons"]);
     assert!(profile_names(&env, &id).contains("mkdir"), "the call after the second prestart is missing");
     drop(container);
@@ -203,18 +208,16 @@ fn a_recorder_killed_before_its_periodic_save_loses_no_call_it_read() {
     let id = container.0.clone();
     let rpid = wait_for_recorder(&env, &id);
     let name = recording_instance(&id, &env.state_dir()).expect("the container's instance");
-    let enable = tracefs_root().expect("tracefs").join("instances").join(&name).join("events/syscalls/sys_enter_mkdir/enable");
+    let enable = tracefs_root().expect("tracefs").join("instances").join(name).join("events/syscalls/sys_enter_mkdir/enable");
     let end = std::time::Instant::now() + Duration::from_secs(30);
     // "0*": soft-disabled by the quench trigger.
     while std::fs::read_to_string(&enable).map_or(true, |v| !v.starts_with('0')) {
         assert!(std::time::Instant::now() < end, "the kernel never switched mkdir off");
         std::thread::sleep(Duration::from_millis(1));
     }
-    kill_recorder_when(rpid, &name, &env.container_dir(&id), SaveCovers::Everything, Duration::from_secs(30));
+    kill_recorder_when(rpid, &id, &env.state_dir(), SaveCovers::Everything, Duration::from_secs(30));
     drop(container);
-    let done = wait_until(Duration::from_secs(15), || env.container_dir(&id).join("summary.json").exists());
-    assert!(done, "no summary");
-    let s = summary(&env, &id);
+    let s = summary_within(&env, &id, Duration::from_secs(15));
     assert_eq!(s["finished_by"], "poststop", "{s:#}");
     assert_eq!(s["complete"], true, "{}", s["incomplete_reasons"]);
     let names = profile_names(&env, &id);
@@ -238,12 +241,9 @@ fn a_recorder_killed_with_records_no_save_holds_says_the_profile_is_incomplete()
     let container = env.start_traced("while :; do cat /proc/self/stat >/dev/null; done");
     let id = container.0.clone();
     let rpid = wait_for_recorder(&env, &id);
-    let name = recording_instance(&id, &env.state_dir()).expect("the container's instance");
-    kill_recorder_when(rpid, &name, &env.container_dir(&id), SaveCovers::NotAll, Duration::from_secs(30));
+    kill_recorder_when(rpid, &id, &env.state_dir(), SaveCovers::NotAll, Duration::from_secs(30));
     drop(container);
-    let done = wait_until(Duration::from_secs(15), || env.container_dir(&id).join("summary.json").exists());
-    assert!(done, "no summary");
-    let s = summary(&env, &id);
+    let s = summary_within(&env, &id, Duration::from_secs(15));
     assert_eq!(s["finished_by"], "poststop", "{s:#}");
     assert_eq!(s["complete"], false, "{s:#}");
     let reasons = s["incomplete_reasons"].to_string();

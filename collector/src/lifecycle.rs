@@ -1023,7 +1023,7 @@ fn fallback(
         let account = saved.as_ref().and_then(|s| s.read_through.as_ref()).filter(|_| recording.companion.is_none());
         match (account, &read_before) {
             (Some(through), Some(kernel)) => {
-                let lost = record::recorder::unaccounted_reads(kernel, through, &Default::default());
+                let lost = record::recorder::unaccounted_reads(kernel, through);
                 if lost > 0 {
                     notes.push(format!("{r}, having read {lost} trace records after its last save; calls among them are missing"));
                 } else {

@@ -728,12 +728,13 @@ pub enum SaveCovers {
     NotAll,
 }
 
-/// Kills recorder `rpid` of container `id` (its instance `instance`, its
-/// container dir `dir`) at an instant where its last save covers what it
-/// read, or does not: stopped, checked against the kernel's `read events`,
-/// and let go on if it is not such an instant yet. Panics after `limit`.
-pub fn kill_recorder_when(rpid: i32, instance: &str, dir: &Path, want: SaveCovers, limit: std::time::Duration) {
+/// Kills recorder `rpid` of container `id` (recorded under `state_dir`)
+/// at an instant where its last save covers what it read, or does not:
+/// stopped, checked against the kernel's `read events`, and let go on if
+/// it is not such an instant yet. Panics after `limit`.
+pub fn kill_recorder_when(rpid: i32, id: &str, state_dir: &Path, want: SaveCovers, limit: std::time::Duration) {
     use nix::sys::signal::{kill, Signal};
+    let instance = recording_instance(id, state_dir).expect("the container's instance");
     let pid = nix::unistd::Pid::from_raw(rpid);
     let stats = tracefs_root().expect("tracefs").join("instances").join(instance).join("per_cpu");
     let end = std::time::Instant::now() + limit;
@@ -746,22 +747,24 @@ pub fn kill_recorder_when(rpid: i32, instance: &str, dir: &Path, want: SaveCover
                 .is_ok_and(|s| s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('T')))
         });
         assert!(stopped, "recorder {rpid} did not stop");
-        let saved: serde_json::Value = std::fs::read(dir.join("aggregate.json"))
+        let saved: serde_json::Value = std::fs::read(state_dir.join(id).join("aggregate.json"))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
-        let through = |cpu: &str| saved["read_through"][cpu].as_u64();
         let mut unsaved = 0u64;
         let mut known = saved["read_through"].is_object();
         for entry in std::fs::read_dir(&stats).expect("per_cpu").flatten() {
             let name = entry.file_name().to_string_lossy().to_string();
-            let Some(cpu) = name.strip_prefix("cpu") else { continue };
-            let text = std::fs::read_to_string(entry.path().join("stats")).unwrap_or_default();
-            let read = text.lines().find_map(|l| l.strip_prefix("read events:")).and_then(|v| v.trim().parse::<u64>().ok());
-            match (read, through(cpu)) {
-                (Some(r), Some(t)) => unsaved += r.saturating_sub(t),
-                (Some(0), None) => {}
-                _ => known = false,
+            let Some(cpu) = name.strip_prefix("cpu").and_then(|c| c.parse::<u32>().ok()) else { continue };
+            let Ok(text) = std::fs::read_to_string(entry.path().join("stats")) else {
+                known = false;
+                continue;
+            };
+            let read = collector::tracefs::CpuStats::parse(cpu, &text).read_events;
+            match saved["read_through"][cpu.to_string()].as_u64() {
+                Some(t) => unsaved += read.saturating_sub(t),
+                None if read == 0 => {}
+                None => known = false,
             }
         }
         let now = if unsaved == 0 { SaveCovers::Everything } else { SaveCovers::NotAll };

@@ -344,7 +344,7 @@ fn read_until_done(
     // be: every record the kernel says was read went through the stream.
     if let Some(base) = &baseline {
         let kernel: BTreeMap<u32, u64> = per_cpu.iter().map(|s| (s.cpu, s.read_events)).collect();
-        let unaccounted = unaccounted_reads(&kernel, base, &stats.consumed);
+        let unaccounted = unaccounted_reads(&kernel, &read_through(base, &stats.consumed));
         let ours: u64 = stats.consumed.values().sum();
         let theirs = kernel.values().sum::<u64>().saturating_sub(base.values().sum());
         if unaccounted > 0 || ours != theirs {
@@ -509,26 +509,24 @@ fn snapshot(
     let agg = copy.as_ref().unwrap_or(agg);
     let mut analysis = agg.analysis().clone();
     analysis.set_ns_pids(ns_pids.all());
-    let read_through = baseline.map(|base| {
-        let mut through = base.clone();
-        for (cpu, n) in &stream.stats().consumed {
-            *through.entry(*cpu).or_default() += n;
-        }
-        through
-    });
+    let read_through = baseline.map(|base| read_through(base, &stream.stats().consumed));
     Snapshot { rule: agg.window().map(|w| w.rule.clone()), analysis, stream: stream.stats().clone(), quenched, read_through }
 }
 
-/// Records the kernel counts as read (`kernel`) beyond `base` plus
-/// `consumed`, over all CPUs.
-pub fn unaccounted_reads(kernel: &BTreeMap<u32, u64>, base: &BTreeMap<u32, u64>, consumed: &BTreeMap<u32, u64>) -> u64 {
-    kernel
-        .iter()
-        .map(|(cpu, &k)| {
-            let through = base.get(cpu).copied().unwrap_or(0) + consumed.get(cpu).copied().unwrap_or(0);
-            k.saturating_sub(through)
-        })
-        .sum()
+/// By CPU, the kernel's `read events` count a reader accounts for: what
+/// was read before it started (`base`) plus what it decoded (`consumed`).
+fn read_through(base: &BTreeMap<u32, u64>, consumed: &BTreeMap<u32, u64>) -> BTreeMap<u32, u64> {
+    let mut through = base.clone();
+    for (cpu, n) in consumed {
+        *through.entry(*cpu).or_default() += n;
+    }
+    through
+}
+
+/// Records the kernel counts as read (`kernel`) beyond what `through`
+/// accounts for, over all CPUs (a CPU absent from it counts from zero).
+pub fn unaccounted_reads(kernel: &BTreeMap<u32, u64>, through: &BTreeMap<u32, u64>) -> u64 {
+    kernel.iter().map(|(cpu, &k)| k.saturating_sub(through.get(cpu).copied().unwrap_or(0))).sum()
 }
 
 /// The kernel's `read events` count of each CPU of `inst`.
@@ -542,6 +540,7 @@ pub fn read_events(inst: &Instance) -> Option<BTreeMap<u32, u64>> {
     }
 }
 
+/// Waits up to `timeout` for the init task to exit or a signal to come.
 fn wait(pidfd: Option<&OwnedFd>, signals: Option<&SignalFd>, timeout: PollTimeout) -> (bool, bool) {
     let Some(pidfd) = pidfd else {
         // No pidfd: the task was already gone when we started.
@@ -706,14 +705,14 @@ mod tests {
     #[test]
     fn reads_beyond_the_save_are_counted_per_cpu() {
         let m = |v: &[(u32, u64)]| v.iter().copied().collect::<BTreeMap<u32, u64>>();
-        let base = m(&[(0, 100), (1, 5)]);
-        let consumed = m(&[(0, 20)]);
-        assert_eq!(unaccounted_reads(&m(&[(0, 120), (1, 5)]), &base, &consumed), 0);
+        let through = read_through(&m(&[(0, 100), (1, 5)]), &m(&[(0, 20)]));
+        assert_eq!(through, m(&[(0, 120), (1, 5)]));
+        assert_eq!(unaccounted_reads(&m(&[(0, 120), (1, 5)]), &through), 0);
         // CPU 1 read 3 the save does not hold; CPU 0's surplus in the save
         // (it cannot be) does not hide them.
-        assert_eq!(unaccounted_reads(&m(&[(0, 110), (1, 8)]), &base, &consumed), 3);
+        assert_eq!(unaccounted_reads(&m(&[(0, 110), (1, 8)]), &through), 3);
         // A CPU the save never saw counts from zero.
-        assert_eq!(unaccounted_reads(&m(&[(0, 120), (1, 5), (2, 4)]), &base, &consumed), 4);
+        assert_eq!(unaccounted_reads(&m(&[(0, 120), (1, 5), (2, 4)]), &through), 4);
     }
 
     #[test]
